@@ -1,0 +1,281 @@
+"""PGD with one player: ``pgd(player, steps, restarts)`` and the attack loop the aggregators share.
+
+Input gradients come from ``torch.func.grad`` of the summed per-example loss, so each example's
+step does not depend on the batch it is in. Attacks never change the model: it runs in eval mode
+during the attack and every module's train/eval flag is restored afterwards.
+"""
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float, Shaped
+from torch import Tensor, nn
+
+from multirobust import _checks
+from multirobust.players import Budget, Player
+
+KEEP = ("max-loss", "first-success")
+
+
+class PGDResult(NamedTuple):
+    """What one player's attack found, per example.
+
+    Attributes:
+        delta: the kept perturbation (the player's state, e.g. ``[b, c, h, w]``).
+        loss: the cross-entropy at ``delta``, ``[b]``.
+        success: whether ``delta`` misclassifies, ``[b]``.
+    """
+
+    delta: Tensor
+    loss: Float[Tensor, " b"]
+    success: Bool[Tensor, " b"]
+
+
+@contextlib.contextmanager
+def frozen_model(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for an attack and restore every module's flag afterwards.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout()).train()
+        >>> with frozen_model(net):
+        ...     net[1].training
+        False
+        >>> net[1].training
+        True
+    """
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def make_generator(device: torch.device, seed: int | None) -> torch.Generator:
+    """A generator on ``device``: seeded with ``seed``, or from torch's global RNG if ``None``.
+
+    Drawing the seed from the global RNG makes ``torch.manual_seed`` enough to repeat a run.
+    """
+    g = torch.Generator(device=device)
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+    g.manual_seed(seed)
+    return g
+
+
+def input_gradient(
+    model: Callable[[Tensor], Tensor], player: Player, x: Tensor, y: Tensor
+) -> Callable[[Tensor], tuple[Tensor, tuple[Tensor, Tensor]]]:
+    """``delta -> (grad, (per-example loss, logits))`` for the summed cross-entropy at ``delta``."""
+
+    def summed_loss(delta: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        logits = model(player.apply(x, delta))
+        losses = F.cross_entropy(logits.float(), y, reduction="none")
+        return losses.sum(), (losses.detach(), logits.detach())
+
+    return torch.func.grad(summed_loss, has_aux=True)
+
+
+def origin(player: Player, x: Tensor) -> Tensor:
+    """The player's unperturbed state: its optional ``zero(x)``, else ``zeros_like(x)``."""
+    zero = getattr(player, "zero", None)
+    return zero(x) if zero is not None else torch.zeros_like(x)
+
+
+def _where(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    return torch.where(mask.reshape(-1, *([1] * (a.dim() - 1))), a, b)
+
+
+def run_pgd(
+    model: Callable[[Tensor], Tensor],
+    player: Player,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: Budget,
+    alpha: Budget,
+    steps: int,
+    restarts: int,
+    generator: torch.Generator | None,
+    keep: str = "max-loss",
+) -> PGDResult:
+    """The attack loop without checks: the caller validated the arguments and froze the model.
+
+    Run 0 starts at ``delta = 0``, each restart at ``player.init``. ``keep="max-loss"`` keeps per
+    example the highest-loss perturbation seen at any iteration of any run (training);
+    ``keep="first-success"`` keeps the first one that misclassifies, else the highest-loss one,
+    and stops early once every example is broken (evaluation).
+    """
+    grad_fn = input_gradient(model, player, x, y)
+    zero = origin(player, x)
+    best_delta = zero
+    best_loss = torch.full((x.shape[0],), -torch.inf, device=x.device)
+    found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    first = zero
+
+    def record(delta: Tensor, losses: Tensor, logits: Tensor) -> None:
+        nonlocal best_delta, best_loss, found, first
+        better = losses > best_loss
+        best_delta = _where(better, delta, best_delta)
+        best_loss = torch.where(better, losses, best_loss)
+        if keep == "first-success":
+            wrong = logits.argmax(dim=1) != y
+            first = _where(wrong & ~found, delta, first)
+            found = found | wrong
+
+    for run in range(restarts + 1):
+        delta = zero if run == 0 else player.init(x, eps, generator)
+        for _ in range(steps):
+            g, (losses, logits) = grad_fn(delta)
+            record(delta, losses, logits)
+            if keep == "first-success" and bool(found.all()):
+                break
+            delta = player.project(x, player.ascend(x, delta, g, alpha, generator), eps)
+        else:
+            with torch.no_grad():
+                logits = model(player.apply(x, delta))
+            record(delta, F.cross_entropy(logits.float(), y, reduction="none"), logits)
+        if keep == "first-success" and bool(found.all()):
+            break
+
+    with torch.no_grad():
+        delta = _where(found, first, best_delta) if keep == "first-success" else best_delta
+        logits = model(player.apply(x, delta))
+        loss = F.cross_entropy(logits.float(), y, reduction="none")
+        return PGDResult(delta, loss, logits.argmax(dim=1) != y)
+
+
+def check_batch(model: nn.Module, x: object, y: object, players: tuple[Player, ...]) -> None:
+    """All checks of a batch before an attack: inputs, players, and one clean forward."""
+    _checks.inputs(x, y)
+    assert isinstance(x, Tensor) and isinstance(y, Tensor)
+    for p in players:
+        check = getattr(p, "check_input", None)
+        if check is not None:
+            check(x)
+    with torch.no_grad(), frozen_model(model):
+        _checks.logits(model(x[:1]), y[:1])
+        _checks.logits(model(x), y)
+
+
+@dataclasses.dataclass(frozen=True)
+class PGD:
+    """Projected gradient ascent on the cross-entropy with one player.
+
+    Build it with :func:`pgd`; call it as ``attack(model, x, y, seed=0)``.
+
+    Attributes:
+        player: the threat model.
+        steps: iterations per run (``None``: the player's ``steps``).
+        restarts: random restarts after the run from zero (``None``: the player's ``restarts``).
+        keep: ``"max-loss"`` (training) or ``"first-success"`` (evaluation).
+    """
+
+    player: Player
+    steps: int | None = None
+    restarts: int | None = None
+    keep: str = "max-loss"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.player, Player):
+            raise TypeError(
+                "player must implement the Player protocol (name, eps, alpha, steps, restarts, "
+                f"init, ascend, project, size, apply), got {type(self.player).__name__}"
+            )
+        if self.steps is not None:
+            _checks.integer_at_least("steps", self.steps, 1)
+        if self.restarts is not None:
+            _checks.integer_at_least("restarts", self.restarts, 0)
+        _checks.one_of("keep", self.keep, KEEP)
+
+    def __call__(
+        self,
+        model: nn.Module,
+        x: Shaped[Tensor, "b *s"],
+        y: Shaped[Tensor, " n"],
+        *,
+        eps: Budget | None = None,
+        alpha: Budget | None = None,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Float[Tensor, "b *s"]:
+        """Adversarial inputs of ``x``'s shape and dtype.
+
+        Args:
+            model: a classifier returning logits ``[b, classes]``; left exactly as found.
+            x: inputs in [0, 1].
+            y: integer labels ``[b]``.
+            eps, alpha: override the player's budget / step size (a number or a tensor ``[b]``).
+            seed: seed of the random restarts (and the l_1 step's random k).
+            generator: a ``torch.Generator`` on ``x``'s device, instead of ``seed``.
+
+        Raises:
+            TypeError, ValueError: for bad inputs, before any attack step.
+        """
+        return self.run(model, x, y, eps=eps, alpha=alpha, seed=seed, generator=generator).delta
+
+    def run(
+        self,
+        model: nn.Module,
+        x: Shaped[Tensor, "b *s"],
+        y: Shaped[Tensor, " n"],
+        *,
+        eps: Budget | None = None,
+        alpha: Budget | None = None,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> PGDResult:
+        """Like calling the attack, but returns a :class:`PGDResult` whose ``delta`` is replaced
+        by the adversarial input, with its per-example loss and success."""
+        check_batch(model, x, y, (self.player,))
+        if seed is not None and generator is not None:
+            raise ValueError("pass either seed or generator, not both")
+        eps_t = _checks.budget_tensor("eps", self.player.eps if eps is None else eps, x)
+        alpha_t = _checks.budget_tensor("alpha", self.player.alpha if alpha is None else alpha, x)
+        g = generator if generator is not None else make_generator(x.device, seed)
+        with frozen_model(model):
+            result = run_pgd(
+                model,
+                self.player,
+                x,
+                y,
+                eps=eps_t,
+                alpha=alpha_t,
+                steps=self.player.steps if self.steps is None else self.steps,
+                restarts=self.player.restarts if self.restarts is None else self.restarts,
+                generator=g,
+                keep=self.keep,
+            )
+        x_adv = self.player.apply(x, result.delta).detach().to(x.dtype)
+        return result._replace(delta=x_adv)
+
+
+def pgd(
+    player: Player, steps: int | None = None, restarts: int | None = None, keep: str = "max-loss"
+) -> PGD:
+    """PGD with one player (spec §2): ``pgd(mr.linf)(model, x, y)`` returns adversarial inputs.
+
+    Args:
+        player: the threat model.
+        steps: iterations per run; ``None`` takes the player's.
+        restarts: random restarts after the run from zero; ``None`` takes the player's.
+        keep: per example, keep the highest-loss perturbation (``"max-loss"``, training) or the
+            first one that misclassifies (``"first-success"``, evaluation).
+
+    Returns:
+        A frozen, picklable :class:`PGD` attack.
+
+    Example:
+        >>> import torch, multirobust as mr
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+        >>> x, y = torch.rand(2, 1, 2, 2), torch.tensor([0, 2])
+        >>> x_adv = mr.pgd(mr.linf(eps=0.1, alpha=0.02), steps=5)(model, x, y, seed=0)
+        >>> bool(((x_adv - x).abs() <= 0.1 + 1e-6).all())
+        True
+    """
+    return PGD(player, steps, restarts, keep)

@@ -1,0 +1,345 @@
+"""Threat models as players: the :class:`Player` protocol and the built-in l_inf, l_2, l_1 players.
+
+A player owns its budget ``eps``, step size ``alpha``, default ``steps`` and ``restarts``, and five
+pure operations. Every operation takes the budget or step size explicitly (a float, a 0-d tensor or
+a per-example tensor ``[b]``), so budget policies can change them without rebuilding the player and
+``torch.compile`` never recompiles when they change.
+"""
+
+import dataclasses
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from einops import rearrange
+from jaxtyping import Float
+from torch import Tensor
+
+from multirobust import _checks
+from multirobust.projections import clip_to_box, project_l1_ball, project_l1_ball_box
+
+Budget = float | Float[Tensor, ""] | Float[Tensor, " b"]
+"""A budget or step size: one number for the batch, or one per example."""
+
+
+@runtime_checkable
+class Player(Protocol):
+    """A threat model: what the adversary may change, and how it climbs the loss.
+
+    Implement these members to define a new threat; the player then works in every aggregator,
+    budget policy, trainer and evaluation. ``delta`` is the adversary's state: for additive players
+    a perturbation of ``x``'s shape, for others whatever ``apply`` consumes (an angle per example,
+    say). The attack differentiates the loss with respect to ``delta``.
+
+    Attributes:
+        name: unique name of the player inside a game (``"linf"``).
+        eps: base budget.
+        alpha: base step size.
+        steps: default number of attack iterations.
+        restarts: default number of random restarts after the first run from ``delta = 0``.
+
+    Two optional members: ``check_input(x)``, called once before an attack, rejects inputs the
+    player cannot handle with a clear error; ``zero(x)`` returns the unperturbed state, where it is
+    not ``torch.zeros_like(x)`` (a non-additive player whose state has another shape).
+    """
+
+    name: str
+    eps: float
+    alpha: float
+    steps: int
+    restarts: int
+
+    def init(self, x: Tensor, eps: Budget, generator: torch.Generator | None) -> Tensor:
+        """A random feasible start for the attack."""
+        ...
+
+    def ascend(
+        self, x: Tensor, delta: Tensor, grad: Tensor, alpha: Budget, generator: torch.Generator | None
+    ) -> Tensor:
+        """One steepest-ascent step of size ``alpha`` from ``delta`` along the loss gradient."""
+        ...
+
+    def project(self, x: Tensor, delta: Tensor, eps: Budget) -> Tensor:
+        """The closest (or a feasible) point of the player's set, within budget ``eps``."""
+        ...
+
+    def size(self, delta: Tensor) -> Tensor:
+        """The size of ``delta`` per example, ``[b]``, in the units of ``eps``."""
+        ...
+
+    def apply(self, x: Tensor, delta: Tensor) -> Tensor:
+        """The adversarial input made from ``x`` and ``delta``."""
+        ...
+
+
+def _per_example(value: Budget, x: Tensor) -> Tensor:
+    """A budget broadcastable against ``x`` (``[b, 1, ..., 1]``) on ``x``'s device and dtype."""
+    t = torch.as_tensor(value, device=x.device, dtype=x.dtype)
+    return t.reshape(-1, *([1] * (x.dim() - 1))) if t.dim() == 1 else t
+
+
+def _flat(t: Tensor) -> Tensor:
+    return rearrange(t, "b ... -> b (...)")
+
+
+@dataclasses.dataclass(frozen=True)
+class _NormPlayer:
+    """Shared fields, validation and helpers of the additive norm-ball players."""
+
+    eps: float
+    alpha: float
+    steps: int
+    restarts: int = 0
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "eps", _checks.positive_finite(f"{self.name}.eps", self.eps))
+        object.__setattr__(self, "alpha", _checks.positive_finite(f"{self.name}.alpha", self.alpha))
+        _checks.integer_at_least(f"{self.name}.steps", self.steps, 1)
+        _checks.integer_at_least(f"{self.name}.restarts", self.restarts, 0)
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name must be a non-empty string, got {self.name!r}")
+
+    def __call__(self, **changes: Any) -> Any:
+        """A copy with some settings changed: ``mr.linf(eps=8/255, steps=10)``."""
+        return dataclasses.replace(self, **changes)
+
+    def apply(self, x: Float[Tensor, "b *s"], delta: Float[Tensor, "b *s"]) -> Float[Tensor, "b *s"]:
+        """``x + delta``, kept in the [0, 1] box."""
+        return (x + delta).clamp(0, 1)
+
+    def _random_radius(self, x: Tensor, eps: Budget, g: torch.Generator | None) -> Tensor:
+        r = torch.rand((x.shape[0],), generator=g, device=x.device, dtype=x.dtype)
+        return _per_example(r, x) * _per_example(eps, x)
+
+
+@dataclasses.dataclass(frozen=True)
+class Linf(_NormPlayer):
+    """The l_inf player: sign-gradient steps, clipping into the l_inf ball and the box.
+
+    Defaults are the paper's CIFAR-10 settings (eps 0.03, step 0.003, 40 iterations).
+
+    Example:
+        >>> import multirobust as mr
+        >>> mr.linf(eps=8 / 255, alpha=2 / 255, steps=10).steps
+        10
+    """
+
+    eps: float = 0.03
+    alpha: float = 0.003
+    steps: int = 40
+    restarts: int = 0
+    name: str = "linf"
+
+    def init(
+        self, x: Float[Tensor, "b *s"], eps: Budget, generator: torch.Generator | None = None
+    ) -> Float[Tensor, "b *s"]:
+        """Uniform in ``[-eps, eps]`` per coordinate, clipped into the box."""
+        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return clip_to_box(x, (2 * u - 1) * _per_example(eps, x))
+
+    def ascend(
+        self,
+        x: Float[Tensor, "b *s"],
+        delta: Float[Tensor, "b *s"],
+        grad: Float[Tensor, "b *s"],
+        alpha: Budget,
+        generator: torch.Generator | None = None,
+    ) -> Float[Tensor, "b *s"]:
+        """``delta + alpha * sign(grad)``."""
+        return delta + _per_example(alpha, x) * torch.sign(grad)
+
+    def project(
+        self, x: Float[Tensor, "b *s"], delta: Float[Tensor, "b *s"], eps: Budget
+    ) -> Float[Tensor, "b *s"]:
+        """Clip into ``[-eps, eps]``, then into the box."""
+        e = _per_example(eps, x)
+        return clip_to_box(x, torch.minimum(torch.maximum(delta, -e), e))
+
+    def size(self, delta: Float[Tensor, "b *s"]) -> Float[Tensor, " b"]:
+        """``max_i |delta_i|`` per example."""
+        return _flat(delta).abs().amax(dim=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class L2(_NormPlayer):
+    """The l_2 player: normalised-gradient steps, rescaling into the l_2 ball, then the box.
+
+    Defaults are the MSD code's CIFAR-10 settings (eps 0.5, step 0.05, 50 iterations).
+
+    Example:
+        >>> import multirobust as mr
+        >>> mr.l2(eps=1.0).eps
+        1.0
+    """
+
+    eps: float = 0.5
+    alpha: float = 0.05
+    steps: int = 50
+    restarts: int = 0
+    name: str = "l2"
+
+    def init(
+        self, x: Float[Tensor, "b *s"], eps: Budget, generator: torch.Generator | None = None
+    ) -> Float[Tensor, "b *s"]:
+        """A Gaussian direction with radius uniform in ``[0, eps]``, clipped into the box."""
+        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        unit = z / _per_example(self.size(z).clamp_min(torch.finfo(x.dtype).tiny), x)
+        return clip_to_box(x, unit * self._random_radius(x, eps, generator))
+
+    def ascend(
+        self,
+        x: Float[Tensor, "b *s"],
+        delta: Float[Tensor, "b *s"],
+        grad: Float[Tensor, "b *s"],
+        alpha: Budget,
+        generator: torch.Generator | None = None,
+    ) -> Float[Tensor, "b *s"]:
+        """``delta + alpha * grad / ||grad||_2``; a zero gradient gives a zero step."""
+        norm = self.size(grad)
+        scale = _per_example(alpha, x) / _per_example(torch.where(norm > 0, norm, 1.0), x)
+        return delta + scale * grad
+
+    def project(
+        self, x: Float[Tensor, "b *s"], delta: Float[Tensor, "b *s"], eps: Budget
+    ) -> Float[Tensor, "b *s"]:
+        """Rescale by ``eps / max(eps, ||delta||_2)``, then clip into the box."""
+        e = _per_example(eps, x)
+        norm = _per_example(self.size(delta), x)
+        return clip_to_box(x, delta * (e / torch.maximum(e, norm)))
+
+    def size(self, delta: Float[Tensor, "b *s"]) -> Float[Tensor, " b"]:
+        """``||delta||_2`` per example."""
+        return torch.linalg.vector_norm(_flat(delta), ord=2, dim=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class L1(_NormPlayer):
+    """The l_1 player: sparse steepest ascent (SLIDE / MSD code) and the exact l_1 projection.
+
+    Each step blocks the coordinates that cannot move (at the box's edge within ``gap``), draws
+    ``k`` uniformly from ``[k_min, k_max]``, moves mass ``alpha`` equally over the coordinates whose
+    ``|grad|`` is at least the k-th largest, projects onto the l_1 ball (Duchi et al. 2008; only
+    examples outside it change), then clips into the box.
+
+    Defaults are the paper's CIFAR-10 settings (eps 12, mass 1.0 per step, 50 iterations,
+    k in [5, 20]).
+
+    Args:
+        k_min, k_max: range of the number of coordinates moved per step.
+        gap: the box margin below which a coordinate counts as blocked; ``None`` uses the
+            per-coordinate move ``alpha / k`` of each step, as the MSD code does.
+        projection: ``"ball"`` (the paper's: l_1 ball, then clip into the box) or ``"ball-box"``
+            (exact projection onto their intersection, Croce & Hein 2021).
+
+    Example:
+        >>> import multirobust as mr
+        >>> mr.l1(eps=10, alpha=0.8, k_min=1, k_max=1).k_max
+        1
+    """
+
+    eps: float = 12.0
+    alpha: float = 1.0
+    steps: int = 50
+    restarts: int = 0
+    name: str = "l1"
+    k_min: int = 5
+    k_max: int = 20
+    gap: float | None = None
+    projection: str = "ball"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _checks.integer_at_least(f"{self.name}.k_min", self.k_min, 1)
+        _checks.integer_at_least(f"{self.name}.k_max", self.k_max, 1)
+        if self.k_min > self.k_max:
+            raise ValueError(
+                f"{self.name}.k_min must be <= k_max, got k_min={self.k_min} > k_max={self.k_max}"
+            )
+        gap = self.alpha / self.k_min if self.gap is None else self.gap
+        if self.gap is not None:
+            if not isinstance(self.gap, int | float) or not 0 <= self.gap:
+                raise ValueError(f"{self.name}.gap must be a number >= 0, got {self.gap!r}")
+            object.__setattr__(self, "gap", float(self.gap))
+        if gap >= 0.5:
+            raise ValueError(
+                f"{self.name}: the blocking gap {gap:.3g} (alpha / k_min = {self.alpha:g} / "
+                f"{self.k_min} when gap is None) is >= 0.5, which blocks every coordinate; "
+                "pass a smaller gap=..., a larger k_min or a smaller alpha"
+            )
+        _checks.one_of(f"{self.name}.projection", self.projection, ("ball", "ball-box"))
+
+    def check_input(self, x: Tensor) -> None:
+        """Reject inputs with fewer coordinates than ``k_max``."""
+        n = x[0].numel()
+        if self.k_max > n:
+            raise ValueError(
+                f"{self.name}.k_max={self.k_max} is larger than the {n} coordinates of each "
+                "input; pass a smaller k_max"
+            )
+
+    def init(
+        self, x: Float[Tensor, "b *s"], eps: Budget, generator: torch.Generator | None = None
+    ) -> Float[Tensor, "b *s"]:
+        """Laplace noise rescaled to an l_1 radius uniform in ``[0, eps]``, clipped into the box."""
+        mag = torch.empty(x.shape, device=x.device, dtype=x.dtype).exponential_(generator=generator)
+        sign = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) < 0.5
+        z = torch.where(sign, -mag, mag)
+        unit = z / _per_example(self.size(z).clamp_min(torch.finfo(x.dtype).tiny), x)
+        return clip_to_box(x, unit * self._random_radius(x, eps, generator))
+
+    def draw_k(self, generator: torch.Generator | None, device: torch.device) -> Tensor:
+        """The number of coordinates of one step, as a 0-d tensor (no host sync, no recompile)."""
+        return torch.randint(self.k_min, self.k_max + 1, (), generator=generator, device=device)
+
+    def direction(
+        self, x: Float[Tensor, "b *s"], delta: Float[Tensor, "b *s"], grad: Float[Tensor, "b *s"],
+        alpha: Budget, k: Tensor,
+    ) -> Float[Tensor, "b *s"]:
+        """The unit-l_1 steepest direction over the ``k`` largest unblocked gradient entries."""
+        b = x.shape[0]
+        g = _flat(grad)
+        if self.gap is None:
+            gap = _per_example(alpha, g) / k.to(g.dtype)
+        else:
+            gap = torch.as_tensor(self.gap, dtype=g.dtype, device=g.device)
+        current = _flat(x + delta)
+        blocked = ((g < 0) & (current <= gap)) | ((g > 0) & (current >= 1 - gap))
+        a = g.abs().masked_fill(blocked, 0)
+        top = a.topk(self.k_max, dim=1).values
+        threshold = top.gather(1, (k.long() - 1).reshape(1, 1).expand(b, 1))
+        keep = (a >= threshold) & (a > 0)
+        e = torch.sign(g) * keep / keep.sum(dim=1, keepdim=True).clamp_min(1)
+        return e.view_as(grad)
+
+    def ascend(
+        self,
+        x: Float[Tensor, "b *s"],
+        delta: Float[Tensor, "b *s"],
+        grad: Float[Tensor, "b *s"],
+        alpha: Budget,
+        generator: torch.Generator | None = None,
+    ) -> Float[Tensor, "b *s"]:
+        """``delta + alpha * e`` with ``e`` the sparse unit-l_1 direction for a random ``k``."""
+        k = self.draw_k(generator, x.device)
+        return delta + _per_example(alpha, x) * self.direction(x, delta, grad, alpha, k)
+
+    def project(
+        self, x: Float[Tensor, "b *s"], delta: Float[Tensor, "b *s"], eps: Budget
+    ) -> Float[Tensor, "b *s"]:
+        """Onto the l_1 ball (exact, only examples outside it), then into the box."""
+        e = torch.as_tensor(eps, device=x.device, dtype=x.dtype).expand(x.shape[0])
+        if self.projection == "ball-box":
+            return project_l1_ball_box(_flat(delta), _flat(x), e).view_as(delta)
+        return clip_to_box(x, project_l1_ball(_flat(delta), e).view_as(delta))
+
+    def size(self, delta: Float[Tensor, "b *s"]) -> Float[Tensor, " b"]:
+        """``||delta||_1`` per example."""
+        return _flat(delta).abs().sum(dim=1)
+
+
+linf = Linf()
+"""The l_inf player with the paper's CIFAR-10 settings; call it with keywords to change them."""
+l2 = L2()
+"""The l_2 player with the MSD code's CIFAR-10 settings; call it with keywords to change them."""
+l1 = L1()
+"""The l_1 player with the paper's CIFAR-10 settings; call it with keywords to change them."""
