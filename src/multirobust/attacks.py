@@ -196,14 +196,14 @@ class PGD:
     def __call__(
         self,
         model: nn.Module,
-        x: Shaped[Tensor, "b *s"],
+        x: Shaped[Tensor, " b *s"],
         y: Shaped[Tensor, " n"],
         *,
         eps: Budget | None = None,
         alpha: Budget | None = None,
         seed: int | None = None,
         generator: torch.Generator | None = None,
-    ) -> Float[Tensor, "b *s"]:
+    ) -> Float[Tensor, " b *s"]:
         """Adversarial inputs of ``x``'s shape and dtype.
 
         Args:
@@ -222,7 +222,7 @@ class PGD:
     def run(
         self,
         model: nn.Module,
-        x: Shaped[Tensor, "b *s"],
+        x: Shaped[Tensor, " b *s"],
         y: Shaped[Tensor, " n"],
         *,
         eps: Budget | None = None,

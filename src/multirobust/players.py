@@ -53,7 +53,12 @@ class Player(Protocol):
         ...
 
     def ascend(
-        self, x: Tensor, delta: Tensor, grad: Tensor, alpha: Budget, generator: torch.Generator | None
+        self,
+        x: Tensor,
+        delta: Tensor,
+        grad: Tensor,
+        alpha: Budget,
+        generator: torch.Generator | None,
     ) -> Tensor:
         """One steepest-ascent step of size ``alpha`` from ``delta`` along the loss gradient."""
         ...
@@ -103,7 +108,9 @@ class _NormPlayer:
         """A copy with some settings changed: ``mr.linf(eps=8/255, steps=10)``."""
         return dataclasses.replace(self, **changes)
 
-    def apply(self, x: Float[Tensor, "b *s"], delta: Float[Tensor, "b *s"]) -> Float[Tensor, "b *s"]:
+    def apply(
+        self, x: Float[Tensor, " b *s"], delta: Float[Tensor, " b *s"]
+    ) -> Float[Tensor, " b *s"]:
         """``x + delta``, kept in the [0, 1] box."""
         return (x + delta).clamp(0, 1)
 
@@ -131,31 +138,31 @@ class Linf(_NormPlayer):
     name: str = "linf"
 
     def init(
-        self, x: Float[Tensor, "b *s"], eps: Budget, generator: torch.Generator | None = None
-    ) -> Float[Tensor, "b *s"]:
+        self, x: Float[Tensor, " b *s"], eps: Budget, generator: torch.Generator | None = None
+    ) -> Float[Tensor, " b *s"]:
         """Uniform in ``[-eps, eps]`` per coordinate, clipped into the box."""
         u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         return clip_to_box(x, (2 * u - 1) * _per_example(eps, x))
 
     def ascend(
         self,
-        x: Float[Tensor, "b *s"],
-        delta: Float[Tensor, "b *s"],
-        grad: Float[Tensor, "b *s"],
+        x: Float[Tensor, " b *s"],
+        delta: Float[Tensor, " b *s"],
+        grad: Float[Tensor, " b *s"],
         alpha: Budget,
         generator: torch.Generator | None = None,
-    ) -> Float[Tensor, "b *s"]:
+    ) -> Float[Tensor, " b *s"]:
         """``delta + alpha * sign(grad)``."""
         return delta + _per_example(alpha, x) * torch.sign(grad)
 
     def project(
-        self, x: Float[Tensor, "b *s"], delta: Float[Tensor, "b *s"], eps: Budget
-    ) -> Float[Tensor, "b *s"]:
+        self, x: Float[Tensor, " b *s"], delta: Float[Tensor, " b *s"], eps: Budget
+    ) -> Float[Tensor, " b *s"]:
         """Clip into ``[-eps, eps]``, then into the box."""
         e = _per_example(eps, x)
         return clip_to_box(x, torch.minimum(torch.maximum(delta, -e), e))
 
-    def size(self, delta: Float[Tensor, "b *s"]) -> Float[Tensor, " b"]:
+    def size(self, delta: Float[Tensor, " b *s"]) -> Float[Tensor, " b"]:
         """``max_i |delta_i|`` per example."""
         return _flat(delta).abs().amax(dim=1)
 
@@ -179,8 +186,8 @@ class L2(_NormPlayer):
     name: str = "l2"
 
     def init(
-        self, x: Float[Tensor, "b *s"], eps: Budget, generator: torch.Generator | None = None
-    ) -> Float[Tensor, "b *s"]:
+        self, x: Float[Tensor, " b *s"], eps: Budget, generator: torch.Generator | None = None
+    ) -> Float[Tensor, " b *s"]:
         """A Gaussian direction with radius uniform in ``[0, eps]``, clipped into the box."""
         z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         unit = z / _per_example(self.size(z).clamp_min(torch.finfo(x.dtype).tiny), x)
@@ -188,26 +195,26 @@ class L2(_NormPlayer):
 
     def ascend(
         self,
-        x: Float[Tensor, "b *s"],
-        delta: Float[Tensor, "b *s"],
-        grad: Float[Tensor, "b *s"],
+        x: Float[Tensor, " b *s"],
+        delta: Float[Tensor, " b *s"],
+        grad: Float[Tensor, " b *s"],
         alpha: Budget,
         generator: torch.Generator | None = None,
-    ) -> Float[Tensor, "b *s"]:
+    ) -> Float[Tensor, " b *s"]:
         """``delta + alpha * grad / ||grad||_2``; a zero gradient gives a zero step."""
         norm = self.size(grad)
         scale = _per_example(alpha, x) / _per_example(torch.where(norm > 0, norm, 1.0), x)
         return delta + scale * grad
 
     def project(
-        self, x: Float[Tensor, "b *s"], delta: Float[Tensor, "b *s"], eps: Budget
-    ) -> Float[Tensor, "b *s"]:
+        self, x: Float[Tensor, " b *s"], delta: Float[Tensor, " b *s"], eps: Budget
+    ) -> Float[Tensor, " b *s"]:
         """Rescale by ``eps / max(eps, ||delta||_2)``, then clip into the box."""
         e = _per_example(eps, x)
         norm = _per_example(self.size(delta), x)
         return clip_to_box(x, delta * (e / torch.maximum(e, norm)))
 
-    def size(self, delta: Float[Tensor, "b *s"]) -> Float[Tensor, " b"]:
+    def size(self, delta: Float[Tensor, " b *s"]) -> Float[Tensor, " b"]:
         """``||delta||_2`` per example."""
         return torch.linalg.vector_norm(_flat(delta), ord=2, dim=1)
 
@@ -233,7 +240,7 @@ class L1(_NormPlayer):
 
     Example:
         >>> import multirobust as mr
-        >>> mr.l1(eps=10, alpha=0.8, k_min=1, k_max=1).k_max
+        >>> mr.l1(eps=10, alpha=0.4, k_min=1, k_max=1).k_max
         1
     """
 
@@ -278,8 +285,8 @@ class L1(_NormPlayer):
             )
 
     def init(
-        self, x: Float[Tensor, "b *s"], eps: Budget, generator: torch.Generator | None = None
-    ) -> Float[Tensor, "b *s"]:
+        self, x: Float[Tensor, " b *s"], eps: Budget, generator: torch.Generator | None = None
+    ) -> Float[Tensor, " b *s"]:
         """Laplace noise rescaled to an l_1 radius uniform in ``[0, eps]``, clipped into the box."""
         mag = torch.empty(x.shape, device=x.device, dtype=x.dtype).exponential_(generator=generator)
         sign = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) < 0.5
@@ -292,9 +299,13 @@ class L1(_NormPlayer):
         return torch.randint(self.k_min, self.k_max + 1, (), generator=generator, device=device)
 
     def direction(
-        self, x: Float[Tensor, "b *s"], delta: Float[Tensor, "b *s"], grad: Float[Tensor, "b *s"],
-        alpha: Budget, k: Tensor,
-    ) -> Float[Tensor, "b *s"]:
+        self,
+        x: Float[Tensor, " b *s"],
+        delta: Float[Tensor, " b *s"],
+        grad: Float[Tensor, " b *s"],
+        alpha: Budget,
+        k: Tensor,
+    ) -> Float[Tensor, " b *s"]:
         """The unit-l_1 steepest direction over the ``k`` largest unblocked gradient entries."""
         b = x.shape[0]
         g = _flat(grad)
@@ -313,26 +324,26 @@ class L1(_NormPlayer):
 
     def ascend(
         self,
-        x: Float[Tensor, "b *s"],
-        delta: Float[Tensor, "b *s"],
-        grad: Float[Tensor, "b *s"],
+        x: Float[Tensor, " b *s"],
+        delta: Float[Tensor, " b *s"],
+        grad: Float[Tensor, " b *s"],
         alpha: Budget,
         generator: torch.Generator | None = None,
-    ) -> Float[Tensor, "b *s"]:
+    ) -> Float[Tensor, " b *s"]:
         """``delta + alpha * e`` with ``e`` the sparse unit-l_1 direction for a random ``k``."""
         k = self.draw_k(generator, x.device)
         return delta + _per_example(alpha, x) * self.direction(x, delta, grad, alpha, k)
 
     def project(
-        self, x: Float[Tensor, "b *s"], delta: Float[Tensor, "b *s"], eps: Budget
-    ) -> Float[Tensor, "b *s"]:
+        self, x: Float[Tensor, " b *s"], delta: Float[Tensor, " b *s"], eps: Budget
+    ) -> Float[Tensor, " b *s"]:
         """Onto the l_1 ball (exact, only examples outside it), then into the box."""
         e = torch.as_tensor(eps, device=x.device, dtype=x.dtype).expand(x.shape[0])
         if self.projection == "ball-box":
             return project_l1_ball_box(_flat(delta), _flat(x), e).view_as(delta)
         return clip_to_box(x, project_l1_ball(_flat(delta), e).view_as(delta))
 
-    def size(self, delta: Float[Tensor, "b *s"]) -> Float[Tensor, " b"]:
+    def size(self, delta: Float[Tensor, " b *s"]) -> Float[Tensor, " b"]:
         """``||delta||_1`` per example."""
         return _flat(delta).abs().sum(dim=1)
 

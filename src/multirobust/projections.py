@@ -9,17 +9,17 @@ from jaxtyping import Float
 from torch import Tensor
 
 
-def project_l1_ball(v: Float[Tensor, "b n"], eps: Float[Tensor, " b"]) -> Float[Tensor, "b n"]:
+def project_l1_ball(v: Float[Tensor, " b n"], eps: Float[Tensor, " b"]) -> Float[Tensor, " b n"]:
     """Euclidean projection of each row of ``v`` onto the l1 ball of radius ``eps``.
 
     The exact sort-based algorithm of Duchi et al. (2008), batched. Rows already inside their ball
     are returned unchanged (bit for bit).
 
     Example:
-        >>> v = torch.tensor([[3.0, -1.0, 0.0], [0.2, 0.1, 0.0]])
+        >>> v = torch.tensor([[3.0, 1.0, 0.0], [0.2, 0.1, 0.0]])
         >>> project_l1_ball(v, torch.tensor([2.0, 2.0]))
-        tensor([[ 2.0000,  0.0000,  0.0000],
-                [ 0.2000,  0.1000,  0.0000]])
+        tensor([[2.0000, 0.0000, 0.0000],
+                [0.2000, 0.1000, 0.0000]])
     """
     a = v.abs()
     outside = a.sum(dim=1) > eps
@@ -35,8 +35,8 @@ def project_l1_ball(v: Float[Tensor, "b n"], eps: Float[Tensor, " b"]) -> Float[
 
 
 def project_l1_ball_box(
-    v: Float[Tensor, "b n"], x: Float[Tensor, "b n"], eps: Float[Tensor, " b"], iters: int = 40
-) -> Float[Tensor, "b n"]:
+    v: Float[Tensor, " b n"], x: Float[Tensor, " b n"], eps: Float[Tensor, " b"], iters: int = 40
+) -> Float[Tensor, " b n"]:
     """Exact projection of each row of ``v`` onto {d : ||d||_1 <= eps, 0 <= x + d <= 1}.
 
     The "Mind the box" problem (Croce & Hein, 2021). The solution is
@@ -77,7 +77,7 @@ def project_l1_ball_box(
     return torch.where(inside[:, None], boxed, d)
 
 
-def clip_to_box(x: Float[Tensor, "b *s"], delta: Float[Tensor, "b *s"]) -> Float[Tensor, "b *s"]:
+def clip_to_box(x: Float[Tensor, " b *s"], delta: Float[Tensor, " b *s"]) -> Float[Tensor, " b *s"]:
     """Clip ``delta`` so that ``x + delta`` lies in [0, 1]; each ``|delta_i|`` only shrinks.
 
     Example:
