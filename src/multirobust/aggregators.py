@@ -1,0 +1,290 @@
+"""Aggregators: how the players bargain over one batch — the paper's MAX, AVG and MSD.
+
+An aggregator turns a clean batch into the adversarial batch the model trains on, given one budget
+and one step size per player (tensors ``[K]``, so budget policies can change them without
+recompiling). The training loss is the mean cross-entropy on that batch; ``gamma`` reports how
+much each player weighed in it.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor, nn
+
+from multirobust.attacks import frozen_model, input_gradient, origin, run_pgd
+from multirobust.players import Player
+
+
+class Perturbed(NamedTuple):
+    """An aggregator's output for one batch.
+
+    Attributes:
+        x: the adversarial inputs to train on (``[b, ...]``, or ``[K*b, ...]`` for AVG).
+        y: their labels.
+        gamma: each player's weight in the loss, ``[K]``.
+        per_player: each player's own adversarial batch ``[K, b, ...]`` when the aggregator made
+            them (MAX, AVG), else ``None`` (MSD): the lagged AdaptiveBudget reuses them.
+        player_loss: each player's mean cross-entropy at its own adversarial batch (eval mode),
+            ``[K]``, when available.
+    """
+
+    x: Tensor
+    y: Tensor
+    gamma: Float[Tensor, " k"]
+    per_player: Tensor | None
+    player_loss: Float[Tensor, " k"] | None
+
+
+Model = Callable[[Tensor], Tensor]
+
+
+def _check_players(players: tuple[object, ...]) -> tuple[Player, ...]:
+    if len(players) == 1 and isinstance(players[0], list | tuple):
+        players = tuple(players[0])
+    if not players:
+        raise ValueError("an aggregator needs at least one player, e.g. mr.msd(mr.linf, mr.l2)")
+    for p in players:
+        if not isinstance(p, Player):
+            raise TypeError(
+                "every player must implement the Player protocol (name, eps, alpha, steps, "
+                f"restarts, init, ascend, project, size, apply), got {type(p).__name__}"
+            )
+    names = [p.name for p in players]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(
+            f"players must have distinct names, got {names}; rename one with "
+            f"e.g. mr.linf(name='{dupes[0]}_2')"
+        )
+    return players  # type: ignore[return-value]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Aggregator:
+    players: tuple[Player, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "players", _check_players(self.players))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The players' names, in order."""
+        return tuple(p.name for p in self.players)
+
+    def base_budgets(self, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+        """The players' own budgets and step sizes as float32 tensors ``[K]``."""
+        eps = torch.tensor([float(p.eps) for p in self.players], device=device)
+        alpha = torch.tensor([float(p.alpha) for p in self.players], device=device)
+        return eps, alpha
+
+    def perturb(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        eps: Float[Tensor, " k"] | None = None,
+        alpha: Float[Tensor, " k"] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Perturbed:
+        """The adversarial batch to train on, with the model in eval mode during the attack.
+
+        Args:
+            model: the classifier; left exactly as found.
+            x, y: a checked batch (inputs in [0, 1], integer labels).
+            eps, alpha: one budget and one step size per player, ``[K]``; ``None``: the
+                players' own.
+            generator: the source of the random starts and random steps.
+        """
+        base_eps, base_alpha = self.base_budgets(x.device)
+        eps = base_eps if eps is None else eps.to(x.device)
+        alpha = base_alpha if alpha is None else alpha.to(x.device)
+        with frozen_model(model):
+            return self._perturb(model, x, y, eps, alpha, generator)
+
+    def loss(self, model: Model, batch: Perturbed) -> Tensor:
+        """The training loss: mean cross-entropy of ``model`` on the adversarial batch."""
+        return F.cross_entropy(model(batch.x).float(), batch.y)
+
+    def each_player(
+        self,
+        model: Model,
+        x: Tensor,
+        y: Tensor,
+        eps: Tensor,
+        alpha: Tensor,
+        generator: torch.Generator | None,
+        steps: int | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Every player's own PGD (its restarts; its steps unless ``steps`` is given), the model
+        already frozen by the caller: ``([K, b, ...] adversarial inputs, [K, b] losses)``."""
+        inputs, losses = [], []
+        for i, p in enumerate(self.players):
+            r = run_pgd(
+                model,
+                p,
+                x,
+                y,
+                eps=eps[i],
+                alpha=alpha[i],
+                steps=p.steps if steps is None else steps,
+                restarts=p.restarts,
+                generator=generator,
+            )
+            inputs.append(p.apply(x, r.delta))
+            losses.append(r.loss)
+        return torch.stack(inputs), torch.stack(losses)
+
+
+@dataclasses.dataclass(frozen=True)
+class Max(_Aggregator):
+    """MAX (Tramèr & Boneh, 2019): per example, train on the player whose attack hurts most.
+
+    Every player runs its own PGD; per example the highest-loss adversarial input is kept.
+    ``gamma_p`` is the fraction of examples won by player p.
+    """
+
+    def _perturb(
+        self,
+        model: Model,
+        x: Tensor,
+        y: Tensor,
+        eps: Tensor,
+        alpha: Tensor,
+        generator: torch.Generator | None,
+    ) -> Perturbed:
+        inputs, losses = self.each_player(model, x, y, eps, alpha, generator)
+        win = losses.argmax(dim=0)
+        chosen = inputs[win, torch.arange(x.shape[0], device=x.device)]
+        gamma = torch.bincount(win, minlength=len(self.players)).float() / x.shape[0]
+        return Perturbed(chosen, y, gamma, inputs, losses.mean(dim=1))
+
+
+@dataclasses.dataclass(frozen=True)
+class Avg(_Aggregator):
+    """AVG (Tramèr & Boneh, 2019): train on every player's adversarial batch at once.
+
+    The loss is the mean over players of each batch-mean cross-entropy, i.e. one batch of size
+    ``K * b``. ``gamma_p = 1 / K``.
+    """
+
+    def _perturb(
+        self,
+        model: Model,
+        x: Tensor,
+        y: Tensor,
+        eps: Tensor,
+        alpha: Tensor,
+        generator: torch.Generator | None,
+    ) -> Perturbed:
+        inputs, losses = self.each_player(model, x, y, eps, alpha, generator)
+        k = len(self.players)
+        gamma = torch.full((k,), 1.0 / k, device=x.device)
+        return Perturbed(inputs.flatten(0, 1), y.repeat(k), gamma, inputs, losses.mean(dim=1))
+
+
+@dataclasses.dataclass(frozen=True)
+class Msd(_Aggregator):
+    """MSD (Maini et al., 2020): one shared perturbation, the steepest player's step per example.
+
+    Each of ``steps`` iterations takes one input gradient at the current ``delta``; every player
+    forms its candidate ``project_p(ascend_p(delta, g))``; the K candidates are scored in one
+    batched forward pass and each example moves to its highest-loss candidate. The highest-loss
+    ``delta`` over all iterations is returned. ``gamma_p`` is the fraction of examples whose
+    returned ``delta`` came from player p's step (the sum is below 1 when, for some example, no
+    step beat the unperturbed input).
+
+    Attributes:
+        steps: MSD iterations (50 on CIFAR-10, 100 on MNIST in the MSD code).
+    """
+
+    steps: int = 50
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"msd steps must be an int >= 1, got {self.steps!r}")
+
+    def _perturb(
+        self,
+        model: Model,
+        x: Tensor,
+        y: Tensor,
+        eps: Tensor,
+        alpha: Tensor,
+        generator: torch.Generator | None,
+    ) -> Perturbed:
+        b, k = x.shape[0], len(self.players)
+        lead = self.players[0]
+        delta = origin(lead, x)
+        best = delta
+        best_loss = torch.full((b,), -torch.inf, device=x.device)
+        best_from = torch.full((b,), -1, dtype=torch.long, device=x.device)
+        rows = torch.arange(b, device=x.device)
+        grad_fn = input_gradient(model, lead, x, y)
+        for t in range(self.steps):
+            g, (loss_now, _) = grad_fn(delta)
+            if t == 0:  # the start point competes too
+                best_loss = loss_now
+            candidates = torch.stack(
+                [
+                    p.project(x, p.ascend(x, delta, g, alpha[i], generator), eps[i])
+                    for i, p in enumerate(self.players)
+                ]
+            )
+            with torch.no_grad():
+                flat = torch.cat([p.apply(x, candidates[i]) for i, p in enumerate(self.players)])
+                scores = F.cross_entropy(model(flat).float(), y.repeat(k), reduction="none")
+            scores = scores.view(k, b)
+            win_loss, win = scores.max(dim=0)
+            delta = candidates[win, rows]
+            better = win_loss > best_loss
+            best = torch.where(better.view(-1, *([1] * (x.dim() - 1))), delta, best)
+            best_loss = torch.where(better, win_loss, best_loss)
+            best_from = torch.where(better, win, best_from)
+        gamma = torch.stack([(best_from == i).float().mean() for i in range(k)])
+        return Perturbed(lead.apply(x, best).detach(), y, gamma, None, None)
+
+
+def max_(*players: Player) -> Max:
+    """The paper's MAX aggregator over any number of players.
+
+    Example:
+        >>> import multirobust as mr
+        >>> mr.max_(mr.linf, mr.l2, mr.l1).names
+        ('linf', 'l2', 'l1')
+    """
+    return Max(tuple(players))
+
+
+def avg(*players: Player) -> Avg:
+    """The paper's AVG aggregator over any number of players.
+
+    Example:
+        >>> import multirobust as mr
+        >>> len(mr.avg(mr.linf, mr.l2).players)
+        2
+    """
+    return Avg(tuple(players))
+
+
+def msd(*players: Player, steps: int = 50) -> Msd:
+    """The paper's MSD aggregator (multi steepest descent) over any number of players.
+
+    Args:
+        *players: the threat models.
+        steps: MSD iterations (50: the MSD code's CIFAR-10 setting; 100 on MNIST).
+
+    Example:
+        >>> import multirobust as mr
+        >>> mr.msd(mr.linf, mr.l2, mr.l1, steps=100).steps
+        100
+    """
+    return Msd(tuple(players), steps)
+
+
+Aggregator = Max | Avg | Msd
+"""Any of the built-in aggregators."""

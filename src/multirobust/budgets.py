@@ -1,0 +1,221 @@
+"""Budget policies: ``fixed`` (the paper's baselines) and ``adaptive`` (the paper's AdaptiveBudget).
+
+A policy wraps an aggregator into a *game*. Its state holds the current budgets and step sizes as
+tensors ``[K]`` (as optax keeps hyperparameters in its state), so changing them never retraces a
+compiled function. The adaptive rule (paper Alg. 2, spec §4):
+
+    eps_p = eps0_p * clamp(||g_p|| / median_q ||g_q||, lo, hi)
+
+always relative to the base budgets ``eps0_p``, never compounding.
+"""
+
+import dataclasses
+from typing import NamedTuple
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from multirobust import _checks
+from multirobust.aggregators import Avg, Max, Msd
+from multirobust.gradients import NORMS
+
+TIMINGS = ("same-batch", "lagged")
+
+
+class BudgetState(NamedTuple):
+    """The budgets in force and how they were set.
+
+    Attributes:
+        eps: budget per player, ``[K]``.
+        alpha: step size per player, ``[K]``.
+        factor: ``eps / eps0`` per player, ``[K]``.
+        fallbacks: how many updates fell back to the base budgets (zero median, non-finite norm).
+    """
+
+    eps: Float[Tensor, " k"]
+    alpha: Float[Tensor, " k"]
+    factor: Float[Tensor, " k"]
+    fallbacks: int
+
+
+def adaptive_factors(
+    norms: Float[Tensor, " k"], clamp: tuple[float, float] | None = (0.5, 2.0)
+) -> tuple[Float[Tensor, " k"], bool]:
+    """The AdaptiveBudget factors ``||g_p|| / median(||g||)``, clamped; and whether they are valid.
+
+    The median of an even number of norms is the mean of the two middle ones. If the median is
+    zero or any norm is not finite, the factors are all 1 (base budgets) and the flag is False.
+
+    Example:
+        >>> f, ok = adaptive_factors(torch.tensor([1.0, 2.0, 8.0]))
+        >>> f.tolist(), ok
+        ([0.5, 1.0, 2.0], True)
+    """
+    m = norms.double().median() if norms.numel() % 2 else norms.double().quantile(0.5)
+    ok = bool(torch.isfinite(norms).all()) and float(m) > 0
+    if not ok:
+        return torch.ones_like(norms), False
+    factor = (norms.double() / m).to(norms.dtype)
+    if clamp is not None:
+        factor = factor.clamp(clamp[0], clamp[1])
+    return factor, True
+
+
+def _check_aggregator(aggregator: object) -> None:
+    if not isinstance(aggregator, Max | Avg | Msd):
+        raise TypeError(
+            "a budget policy wraps an aggregator (mr.max_, mr.avg or mr.msd), got "
+            f"{type(aggregator).__name__}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Fixed:
+    """The fixed-budget game: every player keeps its own budget (the paper's baselines).
+
+    Attributes:
+        aggregator: how the players bargain.
+        track_domination: also compute per-player gradient norms every step, to log the dominant
+            player of a baseline (costs the per-player gradients; for MSD also short probe attacks).
+        norm: the norm of the gradients when tracking domination.
+        probe_steps: PGD steps of the probe attacks used for MSD when tracking domination.
+    """
+
+    aggregator: Max | Avg | Msd
+    track_domination: bool = False
+    norm: str = "l2"
+    probe_steps: int = 10
+
+    def __post_init__(self) -> None:
+        _check_aggregator(self.aggregator)
+        _checks.one_of("norm", self.norm, NORMS)
+        _checks.integer_at_least("probe_steps", self.probe_steps, 1)
+
+    @property
+    def needs_gradients(self) -> bool:
+        """Whether each step computes per-player gradient norms."""
+        return self.track_domination
+
+    def init(self, device: torch.device | None = None) -> BudgetState:
+        """The base budgets."""
+        eps, alpha = self.aggregator.base_budgets(device)
+        return BudgetState(eps, alpha, torch.ones_like(eps), 0)
+
+    def update(self, state: BudgetState, norms: Tensor) -> BudgetState:
+        """Budgets never change."""
+        return state
+
+
+@dataclasses.dataclass(frozen=True)
+class Adaptive:
+    """The paper's AdaptiveBudget game: budgets follow each player's gradient norm.
+
+    Attributes:
+        aggregator: how the players bargain (MAX, AVG or MSD).
+        norm: ``"l2"`` or ``"l1"``: the norm of each player's flattened parameter gradient.
+        clamp: ``(lo, hi)`` bounds of ``eps / eps0`` (paper App. C.2), or ``None`` for none.
+        timing: ``"same-batch"`` (faithful: per batch, attacks at base budgets, new budgets, then
+            the aggregator at the new budgets) or ``"lagged"`` (budgets from batch t used on t+1;
+            MAX and AVG reuse their own per-player attacks, MSD runs short probe attacks).
+        scale_steps: scale each step size with its budget (the paper is silent; ours).
+        probe_steps: PGD steps per player of the lagged MSD probes.
+    """
+
+    aggregator: Max | Avg | Msd
+    norm: str = "l2"
+    clamp: tuple[float, float] | None = (0.5, 2.0)
+    timing: str = "same-batch"
+    scale_steps: bool = True
+    probe_steps: int = 10
+
+    def __post_init__(self) -> None:
+        _check_aggregator(self.aggregator)
+        _checks.one_of("norm", self.norm, NORMS)
+        _checks.one_of("timing", self.timing, TIMINGS)
+        _checks.integer_at_least("probe_steps", self.probe_steps, 1)
+        if self.clamp is not None:
+            try:
+                lo, hi = (float(c) for c in self.clamp)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"clamp must be a pair (lo, hi) with 0 < lo <= 1 <= hi, or None; "
+                    f"got {self.clamp!r}"
+                ) from None
+            if not (0 < lo <= 1 <= hi) or not torch.isfinite(torch.tensor(hi)):
+                raise ValueError(
+                    f"clamp must satisfy 0 < lo <= 1 <= hi < inf, got {self.clamp!r}; "
+                    "the paper uses (0.5, 2.0); None turns clamping off"
+                )
+            object.__setattr__(self, "clamp", (lo, hi))
+
+    @property
+    def needs_gradients(self) -> bool:
+        """Whether each step computes per-player gradient norms (always, for AdaptiveBudget)."""
+        return True
+
+    def init(self, device: torch.device | None = None) -> BudgetState:
+        """The base budgets."""
+        eps, alpha = self.aggregator.base_budgets(device)
+        return BudgetState(eps, alpha, torch.ones_like(eps), 0)
+
+    def update(self, state: BudgetState, norms: Float[Tensor, " k"]) -> BudgetState:
+        """New budgets from the per-player gradient norms, relative to the base budgets."""
+        eps0, alpha0 = self.aggregator.base_budgets(norms.device)
+        factor, ok = adaptive_factors(norms.float(), self.clamp)
+        alpha = alpha0 * factor if self.scale_steps else alpha0
+        return BudgetState(eps0 * factor, alpha, factor, state.fallbacks + (0 if ok else 1))
+
+
+def fixed(
+    aggregator: Max | Avg | Msd,
+    *,
+    track_domination: bool = False,
+    norm: str = "l2",
+    probe_steps: int = 10,
+) -> Fixed:
+    """The fixed-budget game (the paper's baselines).
+
+    Args:
+        aggregator: ``mr.max_(...)``, ``mr.avg(...)`` or ``mr.msd(...)``.
+        track_domination: log per-player gradient norms and the dominant player every step.
+        norm: the norm of those gradients.
+        probe_steps: steps of the per-player probe attacks for MSD when tracking.
+
+    Example:
+        >>> import multirobust as mr
+        >>> mr.fixed(mr.max_(mr.linf, mr.l2)).init().eps.tolist()
+        [0.029999999329447746, 0.5]
+    """
+    return Fixed(aggregator, track_domination, norm, probe_steps)
+
+
+def adaptive(
+    aggregator: Max | Avg | Msd,
+    norm: str = "l2",
+    clamp: tuple[float, float] | None = (0.5, 2.0),
+    timing: str = "same-batch",
+    scale_steps: bool = True,
+    probe_steps: int = 10,
+) -> Adaptive:
+    """The paper's AdaptiveBudget policy around an aggregator.
+
+    Args:
+        aggregator: ``mr.max_(...)``, ``mr.avg(...)`` or ``mr.msd(...)``.
+        norm: ``"l2"`` or ``"l1"`` norm of the per-player parameter gradients.
+        clamp: bounds of ``eps / eps0``; ``None`` turns clamping off.
+        timing: ``"same-batch"`` (faithful, default) or ``"lagged"`` (fast).
+        scale_steps: scale step sizes with budgets (else fixed step sizes).
+        probe_steps: steps of the short per-player probe attacks (lagged MSD only).
+
+    Example:
+        >>> import multirobust as mr
+        >>> game = mr.adaptive(mr.msd(mr.linf, mr.l2, mr.l1), norm="l2")
+        >>> game.timing, game.clamp
+        ('same-batch', (0.5, 2.0))
+    """
+    return Adaptive(aggregator, norm, clamp, timing, scale_steps, probe_steps)
+
+
+Game = Fixed | Adaptive
+"""A budget policy around an aggregator: what a :class:`~multirobust.Trainer` plays."""

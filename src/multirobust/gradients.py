@@ -1,0 +1,86 @@
+"""Per-player parameter gradients, all players at once, with ``torch.func``.
+
+For each player's adversarial batch ``x_p`` this computes ``g_p = grad_w mean_b CE(f_w(x_p), y)``
+and its norm over all parameters flattened. ``vmap`` runs over the player axis with
+``functional_call``; every player gets its own copy of the model's buffers, so BatchNorm in train
+mode computes its batch statistics per player as K separate passes would, and the model's own
+running statistics are never touched.
+"""
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor, nn
+from torch.func import functional_call, grad_and_value, vmap
+
+from multirobust import _checks
+
+NORMS = ("l1", "l2")
+
+
+class PlayerGradients(NamedTuple):
+    """Per-player gradient statistics.
+
+    Attributes:
+        norm: ``||g_p||`` over all trainable parameters flattened, ``[K]``.
+        loss: each player's mean cross-entropy, ``[K]``.
+    """
+
+    norm: Float[Tensor, " k"]
+    loss: Float[Tensor, " k"]
+
+
+def _norm(grads: dict[str, Tensor], norm: str) -> Tensor:
+    if norm == "l1":
+        return sum(g.abs().sum() for g in grads.values())  # type: ignore[return-value]
+    return torch.sqrt(sum(g.pow(2).sum() for g in grads.values()))  # type: ignore[arg-type]
+
+
+def player_gradients(
+    model: nn.Module,
+    inputs: Float[Tensor, "k b *s"],
+    y: Tensor,
+    norm: str = "l2",
+    method: str = "vmap",
+) -> PlayerGradients:
+    """Norms of the parameter gradients of each player's adversarial batch, in the model's mode.
+
+    Args:
+        model: the classifier; its parameters, buffers and flags are left exactly as found.
+        inputs: each player's adversarial batch, stacked: ``[K, b, ...]``.
+        y: the labels ``[b]``.
+        norm: ``"l2"`` or ``"l1"``: the norm of the flattened gradient.
+        method: ``"vmap"`` (one vectorised pass over players) or ``"loop"`` (K passes; for models
+            that vmap cannot handle, and as the reference in tests).
+
+    Returns:
+        :class:`PlayerGradients` with ``norm`` and ``loss``, each ``[K]``.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+        >>> out = player_gradients(net, torch.rand(2, 5, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1]))
+        >>> out.norm.shape
+        torch.Size([2])
+    """
+    _checks.one_of("norm", norm, NORMS)
+    _checks.one_of("method", method, ("vmap", "loop"))
+    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    buffers = dict(model.named_buffers())
+    k = inputs.shape[0]
+
+    def loss_of(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor) -> Tensor:
+        return F.cross_entropy(functional_call(model, (p, b), (x,)).float(), y)
+
+    def one_player(b: dict[str, Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
+        grads, loss = grad_and_value(loss_of)(params, b, x)
+        return _norm(grads, norm), loss
+
+    if method == "loop":
+        out = [one_player({n: t.clone() for n, t in buffers.items()}, inputs[i]) for i in range(k)]
+        return PlayerGradients(torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out]))
+    stacked = {n: t.unsqueeze(0).expand(k, *t.shape).clone() for n, t in buffers.items()}
+    norms, losses = vmap(one_player, randomness="different")(stacked, inputs)
+    return PlayerGradients(norms, losses)

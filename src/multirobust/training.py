@@ -1,0 +1,407 @@
+"""The :class:`Trainer`: plays a game (aggregator + budget policy) on each batch, updates the model.
+
+One step, as data (design.md): players' perturbations -> per-player parameter gradients (when the
+policy needs them) -> new budgets -> the aggregator's adversarial batch -> training loss ->
+optimiser step -> a metrics record.
+"""
+
+import contextlib
+import itertools
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from multirobust import _checks
+from multirobust.aggregators import Avg, Max, Msd, Perturbed
+from multirobust.attacks import check_batch, frozen_model
+from multirobust.budgets import Adaptive, BudgetState, Fixed, Game
+from multirobust.gradients import PlayerGradients, player_gradients
+
+
+class NonFiniteTraining(RuntimeError):
+    """Raised when too many consecutive steps had a non-finite loss or gradient."""
+
+
+class History:
+    """The per-step records of a run, in order, with what a report needs.
+
+    Each record is a dict with ``step``, ``epoch``, ``loss``, ``skipped``, ``lr``, and per player
+    (dicts keyed by player name) ``eps``, ``alpha``, ``gamma``, ``player_loss`` (or ``None``),
+    ``grad_norm`` (or ``None``), plus ``dominant`` (the largest-gradient player, or ``None``).
+    """
+
+    def __init__(self, records: Iterable[dict[str, Any]] = ()) -> None:
+        self.records: list[dict[str, Any]] = list(records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.records)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.records[i]
+
+    @property
+    def skipped(self) -> int:
+        """How many steps skipped their update (non-finite loss or gradient)."""
+        return sum(bool(r["skipped"]) for r in self.records)
+
+    def column(self, key: str) -> list[Any]:
+        """One field of every record, e.g. ``history.column("loss")``."""
+        return [r[key] for r in self.records]
+
+    @classmethod
+    def from_jsonl(cls, path: str | os.PathLike[str]) -> "History":
+        """Read a ``metrics.jsonl`` written by :class:`Trainer`."""
+        with open(path) as f:
+            return cls(json.loads(line) for line in f if line.strip())
+
+
+def _to_device(x: Tensor, y: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
+    return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    return torch.device("cpu")
+
+
+class Trainer:
+    """Trains ``model`` with ``optimizer`` on the adversarial batches of ``game``.
+
+    Args:
+        model: a classifier returning logits ``[b, classes]`` for inputs in [0, 1].
+        optimizer: any ``torch.optim`` optimiser over the model's parameters.
+        game: an aggregator (``mr.msd(...)``, played with fixed budgets) or a budget policy around
+            one (``mr.fixed(...)``, ``mr.adaptive(...)``).
+        scheduler: a learning-rate scheduler stepped once per batch (see
+            :func:`piecewise_linear`).
+        amp: run forward passes under bf16 autocast.
+        channels_last: convert the model and inputs to channels-last memory format (4-d inputs).
+        seed: seed of the trainer's generator (random starts, the l_1 step's random k).
+        log_path: append every step's record to this JSONL file.
+        progress: show a tqdm bar in :meth:`fit`; ``None``: only when stderr is a terminal.
+        max_consecutive_skips: stop with :class:`NonFiniteTraining` after this many consecutive
+            non-finite steps.
+
+    Example:
+        >>> import torch, multirobust as mr
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+        >>> game = mr.adaptive(mr.max_(mr.linf(eps=0.1, alpha=0.05, steps=2),
+        ...                            mr.l2(eps=0.5, alpha=0.2, steps=2)))
+        >>> trainer = mr.Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), game)
+        >>> record = trainer.step(torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,)))
+        >>> sorted(record["eps"])
+        ['l2', 'linf']
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        game: Game | Max | Avg | Msd,
+        *,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        amp: bool = False,
+        channels_last: bool = False,
+        seed: int = 0,
+        log_path: str | os.PathLike[str] | None = None,
+        progress: bool | None = None,
+        max_consecutive_skips: int = 20,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(
+                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
+        if isinstance(game, Max | Avg | Msd):
+            game = Fixed(game)
+        if not isinstance(game, Fixed | Adaptive):
+            raise TypeError(
+                "game must be an aggregator (mr.max_, mr.avg, mr.msd) or a budget policy "
+                f"(mr.fixed, mr.adaptive), got {type(game).__name__}"
+            )
+        _checks.integer_at_least("max_consecutive_skips", max_consecutive_skips, 1)
+        self.model, self.optimizer, self.game, self.scheduler = model, optimizer, game, scheduler
+        self.amp, self.channels_last, self.seed = amp, channels_last, seed
+        self.log_path, self.progress = log_path, progress
+        self.max_consecutive_skips = max_consecutive_skips
+        self.device = _model_device(model)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.budgets: BudgetState = game.init(self.device)
+        self.steps_done = 0
+        self.epochs_done = 0
+        self.consecutive_skips = 0
+
+    # -- one step ---------------------------------------------------------------------------
+
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+    def _player_gradients(
+        self, x: Tensor, y: Tensor, batch: Perturbed | None
+    ) -> tuple[PlayerGradients, Tensor]:
+        """Per-player gradient norms at base budgets (or reusing MAX/AVG's own attacks)."""
+        game, agg = self.game, self.game.aggregator
+        reuse = batch is not None and batch.per_player is not None
+        if reuse:
+            inputs = batch.per_player  # type: ignore[union-attr]
+        else:
+            eps0, alpha0 = agg.base_budgets(x.device)
+            probe = None if batch is None else game.probe_steps
+            with frozen_model(self.model):
+                inputs, _ = agg.each_player(
+                    self.model, x, y, eps0, alpha0, self.generator, steps=probe
+                )
+        return player_gradients(self.model, inputs, y, game.norm), inputs
+
+    def step(self, x: Tensor, y: Tensor) -> dict[str, Any]:
+        """Train on one batch; returns the step's metrics record.
+
+        Raises:
+            TypeError, ValueError: for a bad batch or model output, before any work.
+        """
+        x, y = _to_device(x, y, self.device)
+        check_batch(self.model, x, y, self.game.aggregator.players)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        game, agg, model = self.game, self.game.aggregator, self.model
+        model.train()
+        grads: PlayerGradients | None = None
+        with self._autocast(x.device):
+            if isinstance(game, Adaptive) and game.timing == "same-batch":
+                grads, _ = self._player_gradients(x, y, None)
+                self.budgets = game.update(self.budgets, grads.norm)
+                used = self.budgets
+                batch = agg.perturb(model, x, y, used.eps, used.alpha, self.generator)
+            else:
+                used = self.budgets
+                batch = agg.perturb(model, x, y, used.eps, used.alpha, self.generator)
+                if game.needs_gradients:
+                    grads, _ = self._player_gradients(x, y, batch)
+                    self.budgets = game.update(self.budgets, grads.norm)  # for the next batch
+            loss = agg.loss(model, batch)
+        skipped = self._update(loss)
+        return self._record(loss, used, batch, grads, skipped)
+
+    def _update(self, loss: Tensor) -> bool:
+        """Backward and optimiser step, unless the loss or a gradient is not finite."""
+        self.optimizer.zero_grad(set_to_none=True)
+        finite = bool(torch.isfinite(loss))
+        if finite:
+            loss.backward()
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            finite = all(bool(torch.isfinite(g).all()) for g in grads)
+        if finite:
+            self.optimizer.step()
+            self.consecutive_skips = 0
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.consecutive_skips += 1
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.steps_done += 1
+        if self.consecutive_skips >= self.max_consecutive_skips:
+            raise NonFiniteTraining(
+                f"{self.consecutive_skips} consecutive steps had a non-finite loss or gradient "
+                f"(last loss {float(loss)}); the weights were left at the last finite update. "
+                "Lower the learning rate, check the inputs, or turn off amp."
+            )
+        return not finite
+
+    def _record(
+        self,
+        loss: Tensor,
+        used: BudgetState,
+        batch: Perturbed,
+        grads: PlayerGradients | None,
+        skipped: bool,
+    ) -> dict[str, Any]:
+        names = self.game.aggregator.names
+
+        def per_player(t: Tensor | None) -> dict[str, float] | None:
+            return None if t is None else dict(zip(names, t.float().tolist(), strict=True))
+
+        player_loss = grads.loss if grads is not None else batch.player_loss
+        dominant = None
+        if grads is not None and bool(torch.isfinite(grads.norm).all()):
+            dominant = names[int(grads.norm.argmax())]
+        record = {
+            "step": self.steps_done,
+            "epoch": self.epochs_done,
+            "loss": float(loss),
+            "skipped": skipped,
+            "lr": float(self.optimizer.param_groups[0]["lr"]),
+            "eps": per_player(used.eps),
+            "alpha": per_player(used.alpha),
+            "gamma": per_player(batch.gamma),
+            "player_loss": per_player(player_loss),
+            "grad_norm": per_player(None if grads is None else grads.norm),
+            "dominant": dominant,
+            "fallbacks": self.budgets.fallbacks,
+        }
+        if self.log_path is not None:
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(record, allow_nan=True) + "\n")
+        return record
+
+    # -- loops ------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        loader: Iterable[Any],
+        epochs: int,
+        *,
+        on_epoch_end: Callable[["Trainer", History], None] | None = None,
+    ) -> History:
+        """Train for ``epochs`` more epochs over ``loader`` (an iterable of ``(x, y)`` batches).
+
+        Args:
+            loader: yields ``(x, y)`` pairs; re-iterated every epoch.
+            epochs: number of epochs to run from where the trainer stands.
+            on_epoch_end: called after each epoch (checkpointing, evaluation).
+
+        Returns:
+            The :class:`History` of the steps run by this call.
+
+        Raises:
+            TypeError, ValueError: for a bad ``epochs``, an empty loader, or batches that are not
+                ``(x, y)`` pairs, before the first update.
+        """
+        _checks.integer_at_least("epochs", epochs, 1)
+        history = History()
+        show = sys.stderr.isatty() if self.progress is None else self.progress
+        bar = None
+        if show:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=epochs * _length(loader), desc="train", unit="batch")
+        for _ in range(epochs):
+            seen = 0
+            for item in loader:
+                x, y = _unpack(item)
+                history.records.append(self.step(x, y))
+                seen += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{history.records[-1]['loss']:.3f}")
+            if seen == 0:
+                raise ValueError("loader yielded no batch; pass a non-empty DataLoader")
+            self.epochs_done += 1
+            if on_epoch_end is not None:
+                on_epoch_end(self, history)
+        if bar is not None:
+            bar.close()
+        return history
+
+    # -- state ------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """All that resuming exactly needs: model, optimiser, scheduler, budgets, RNG, counters."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "budgets": self.budgets._asdict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "steps_done": self.steps_done,
+            "epochs_done": self.epochs_done,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        b = state["budgets"]
+        self.budgets = BudgetState(
+            b["eps"].to(self.device),
+            b["alpha"].to(self.device),
+            b["factor"].to(self.device),
+            int(b["fallbacks"]),
+        )
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.steps_done = int(state["steps_done"])
+        self.epochs_done = int(state["epochs_done"])
+
+
+def _unpack(item: Any) -> tuple[Tensor, Tensor]:
+    if not isinstance(item, tuple | list) or len(item) != 2:
+        size = f" of length {len(item)}" if isinstance(item, tuple | list) else ""
+        raise TypeError(
+            f"the loader must yield (x, y) pairs of tensors, got {type(item).__name__}{size}"
+        )
+    return item[0], item[1]
+
+
+def _length(loader: Iterable[Any]) -> int | None:
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+def piecewise_linear(
+    optimizer: torch.optim.Optimizer,
+    epochs: list[float],
+    values: list[float],
+    steps_per_epoch: int,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-batch learning rate interpolated linearly between ``(epoch, value)`` knots.
+
+    The paper's CIFAR-10 schedule is ``epochs=[0, 20, 40, 50]``, ``values=[0, 0.1, 0.005, 0]``.
+    The optimiser's own ``lr`` is ignored (the scheduler sets it).
+
+    Example:
+        >>> import torch
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        >>> sched = piecewise_linear(opt, [0, 1, 2], [0.0, 1.0, 0.0], steps_per_epoch=2)
+        >>> lrs = []
+        >>> for _ in range(4):
+        ...     opt.step()
+        ...     sched.step()
+        ...     lrs.append(round(opt.param_groups[0]["lr"], 2))
+        >>> lrs
+        [0.5, 1.0, 0.5, 0.0]
+    """
+    if len(epochs) != len(values) or len(epochs) < 2:
+        raise ValueError("epochs and values must be lists of the same length >= 2")
+    if any(b <= a for a, b in itertools.pairwise(epochs)):
+        raise ValueError(f"epochs must increase strictly, got {epochs}")
+    if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise ValueError(f"values must be finite and >= 0, got {values}")
+    _checks.integer_at_least("steps_per_epoch", steps_per_epoch, 1)
+    for group in optimizer.param_groups:
+        group["lr"] = 1.0
+        group["initial_lr"] = 1.0
+
+    def lr_at(step: int) -> float:
+        t = step / steps_per_epoch
+        if t >= epochs[-1]:
+            return values[-1]
+        for (e0, v0), (e1, v1) in zip(
+            zip(epochs, values, strict=True),
+            zip(epochs[1:], values[1:], strict=True),
+            strict=True,
+        ):
+            if e0 <= t <= e1:
+                return v0 + (v1 - v0) * (t - e0) / (e1 - e0)
+        return values[0]
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
