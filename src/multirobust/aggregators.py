@@ -102,7 +102,7 @@ class _Aggregator:
         base_eps, base_alpha = self.base_budgets(x.device)
         eps = base_eps if eps is None else eps.to(x.device)
         alpha = base_alpha if alpha is None else alpha.to(x.device)
-        with frozen_model(model):
+        with frozen_model(model), torch.no_grad():
             return self._perturb(model, x, y, eps, alpha, generator)
 
     def loss(self, model: Model, batch: Perturbed) -> Tensor:

@@ -78,7 +78,15 @@ def input_gradient(
         losses = F.cross_entropy(logits.float(), y, reduction="none")
         return losses.sum(), (losses.detach(), logits.detach())
 
-    return torch.func.grad(summed_loss, has_aux=True)
+    grad_fn = torch.func.grad(summed_loss, has_aux=True)
+
+    def gradient(delta: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        # Under an outer no_grad, func.grad still differentiates w.r.t. delta, but its output is
+        # not recorded as a function of the model's parameters (no graph kept across steps).
+        with torch.no_grad():
+            return grad_fn(delta)
+
+    return gradient
 
 
 def origin(player: Player, x: Tensor) -> Tensor:
@@ -91,6 +99,7 @@ def _where(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return torch.where(mask.reshape(-1, *([1] * (a.dim() - 1))), a, b)
 
 
+@torch.no_grad()
 def run_pgd(
     model: Callable[[Tensor], Tensor],
     player: Player,

@@ -7,6 +7,7 @@ mode computes its batch statistics per player as K separate passes would, and th
 running statistics are never touched.
 """
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -69,7 +70,6 @@ def player_gradients(
     _checks.one_of("method", method, ("vmap", "loop"))
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     buffers = dict(model.named_buffers())
-    k = inputs.shape[0]
 
     def loss_of(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor) -> Tensor:
         return F.cross_entropy(functional_call(model, (p, b), (x,)).float(), y)
@@ -78,6 +78,17 @@ def player_gradients(
         grads, loss = grad_and_value(loss_of)(params, b, x)
         return _norm(grads, norm), loss
 
+    with torch.no_grad():  # the transforms inside still differentiate; nothing leaks outside
+        return _gradients(one_player, buffers, inputs, method)
+
+
+def _gradients(
+    one_player: Callable[[dict[str, Tensor], Tensor], tuple[Tensor, Tensor]],
+    buffers: dict[str, Tensor],
+    inputs: Tensor,
+    method: str,
+) -> PlayerGradients:
+    k = inputs.shape[0]
     if method == "loop":
         out = [one_player({n: t.clone() for n, t in buffers.items()}, inputs[i]) for i in range(k)]
         return PlayerGradients(torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out]))

@@ -217,7 +217,7 @@ class Trainer:
         if self.consecutive_skips >= self.max_consecutive_skips:
             raise NonFiniteTraining(
                 f"{self.consecutive_skips} consecutive steps had a non-finite loss or gradient "
-                f"(last loss {float(loss)}); the weights were left at the last finite update. "
+                f"(last loss {float(loss.detach())}); the weights keep the last finite update. "
                 "Lower the learning rate, check the inputs, or turn off amp."
             )
         return not finite
@@ -242,7 +242,7 @@ class Trainer:
         record = {
             "step": self.steps_done,
             "epoch": self.epochs_done,
-            "loss": float(loss),
+            "loss": float(loss.detach()),
             "skipped": skipped,
             "lr": float(self.optimizer.param_groups[0]["lr"]),
             "eps": per_player(used.eps),
