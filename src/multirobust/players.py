@@ -111,8 +111,13 @@ class _NormPlayer:
     def apply(
         self, x: Float[Tensor, " b *s"], delta: Float[Tensor, " b *s"]
     ) -> Float[Tensor, " b *s"]:
-        """``x + delta``, kept in the [0, 1] box."""
-        return (x + delta).clamp(0, 1)
+        """``x + delta``, kept in the [0, 1] box.
+
+        The gradient passes straight through the clip: ``clamp``'s own gradient is zero at the
+        box's edges, which would freeze every saturated pixel (most of an MNIST image) at 0 or 1.
+        """
+        z = x + delta
+        return z.clamp(0, 1).detach() + (z - z.detach())
 
     def _random_radius(self, x: Tensor, eps: Budget, g: torch.Generator | None) -> Tensor:
         r = torch.rand((x.shape[0],), generator=g, device=x.device, dtype=x.dtype)

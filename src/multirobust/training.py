@@ -132,6 +132,9 @@ class Trainer:
             )
         _checks.integer_at_least("max_consecutive_skips", max_consecutive_skips, 1)
         self.model, self.optimizer, self.game, self.scheduler = model, optimizer, game, scheduler
+        # Under DistributedDataParallel, attacks and per-player gradients use the bare module;
+        # only the training loss goes through the wrapper (which all-reduces the gradients).
+        self.module: nn.Module = getattr(model, "module", model)
         self.amp, self.channels_last, self.seed = amp, channels_last, seed
         self.log_path, self.progress = log_path, progress
         self.max_consecutive_skips = max_consecutive_skips
@@ -162,11 +165,15 @@ class Trainer:
         else:
             eps0, alpha0 = agg.base_budgets(x.device)
             probe = None if batch is None else game.probe_steps
-            with frozen_model(self.model):
+            with frozen_model(self.module):
                 inputs, _ = agg.each_player(
-                    self.model, x, y, eps0, alpha0, self.generator, steps=probe
+                    self.module, x, y, eps0, alpha0, self.generator, steps=probe
                 )
-        return player_gradients(self.model, inputs, y, game.norm), inputs
+        grads = player_gradients(self.module, inputs, y, game.norm)
+        if _distributed():  # every rank must agree on the budgets: average the shards' norms
+            torch.distributed.all_reduce(grads.norm)
+            grads = grads._replace(norm=grads.norm / torch.distributed.get_world_size())
+        return grads, inputs
 
     def step(self, x: Tensor, y: Tensor) -> dict[str, Any]:
         """Train on one batch; returns the step's metrics record.
@@ -175,10 +182,10 @@ class Trainer:
             TypeError, ValueError: for a bad batch or model output, before any work.
         """
         x, y = _to_device(x, y, self.device)
-        check_batch(self.model, x, y, self.game.aggregator.players)
+        check_batch(self.module, x, y, self.game.aggregator.players)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        game, agg, model = self.game, self.game.aggregator, self.model
+        game, agg, model = self.game, self.game.aggregator, self.module
         model.train()
         grads: PlayerGradients | None = None
         with self._autocast(x.device):
@@ -193,19 +200,27 @@ class Trainer:
                 if game.needs_gradients:
                     grads, _ = self._player_gradients(x, y, batch)
                     self.budgets = game.update(self.budgets, grads.norm)  # for the next batch
-            loss = agg.loss(model, batch)
+            loss = agg.loss(self.model, batch)
         skipped = self._update(loss)
         return self._record(loss, used, batch, grads, skipped)
 
     def _update(self, loss: Tensor) -> bool:
-        """Backward and optimiser step, unless the loss or a gradient is not finite."""
+        """Backward and optimiser step, unless the loss or a gradient is not finite.
+
+        The backward pass always runs, so under DistributedDataParallel every rank joins the
+        gradient all-reduce; the skip decision is then the same on every rank.
+        """
         self.optimizer.zero_grad(set_to_none=True)
-        finite = bool(torch.isfinite(loss))
-        if finite:
-            loss.backward()
-            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-            finite = all(bool(torch.isfinite(g).all()) for g in grads)
-        if finite:
+        loss.backward()
+        flags = [torch.isfinite(loss).all()]
+        flags += [
+            torch.isfinite(p.grad).all() for p in self.model.parameters() if p.grad is not None
+        ]
+        finite = torch.stack(flags).all().float()
+        if _distributed():
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        ok = bool(finite)
+        if ok:
             self.optimizer.step()
             self.consecutive_skips = 0
         else:
@@ -220,7 +235,7 @@ class Trainer:
                 f"(last loss {float(loss.detach())}); the weights keep the last finite update. "
                 "Lower the learning rate, check the inputs, or turn off amp."
             )
-        return not finite
+        return not ok
 
     def _record(
         self,
@@ -312,7 +327,7 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """All that resuming exactly needs: model, optimiser, scheduler, budgets, RNG, counters."""
         return {
-            "model": self.model.state_dict(),
+            "model": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "budgets": self.budgets._asdict(),
@@ -324,7 +339,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`."""
-        self.model.load_state_dict(state["model"])
+        self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -339,6 +354,10 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.steps_done = int(state["steps_done"])
         self.epochs_done = int(state["epochs_done"])
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 def _unpack(item: Any) -> tuple[Tensor, Tensor]:

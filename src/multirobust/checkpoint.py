@@ -1,0 +1,66 @@
+"""Checkpoints that survive a crash and never execute code when loaded.
+
+``save`` writes to a temporary file in the same folder, flushes it to disk and renames it over the
+target, so a process killed mid-write leaves the previous checkpoint intact. ``load`` uses
+``torch.load(weights_only=True)``: a crafted pickle is refused, and a truncated or corrupted file
+raises :class:`CheckpointError` naming the file.
+
+Example:
+    >>> import tempfile, torch
+    >>> path = tempfile.mkdtemp() + "/last.pt"
+    >>> save(path, {"epoch": 3, "w": torch.ones(2)})
+    >>> load(path)["epoch"]
+    3
+"""
+
+import os
+import tempfile
+from typing import Any
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, truncated, corrupted or unsafe to load."""
+
+
+def save(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save`, without executing any pickled code.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, corrupted, or holds objects other than
+            tensors and plain containers (a possible code-execution payload).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path!r} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise CheckpointError(
+            f"checkpoint {path!r} could not be loaded safely ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else 'no detail'}); it is truncated, corrupted, "
+            "or holds pickled objects that weights_only loading refuses. Delete it to start over, "
+            "or resume from an older copy."
+        ) from e
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path!r} holds a {type(state).__name__}, not a dict")
+    return state

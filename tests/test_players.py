@@ -1,0 +1,351 @@
+"""The built-in players (spec §1): feasibility, idempotent projections, steepest steps, blocking.
+
+Every property runs for l_inf, l_2, l_1 and l_1 with the exact ball-box projection, in float32 and
+float64, with scalar and per-example budgets, on random shapes and random inputs that include
+coordinates exactly at 0 and 1.
+"""
+
+import dataclasses
+import math
+import pickle
+
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import multirobust as mr
+
+KINDS = ("linf", "l2", "l1", "l1-ball-box")
+DTYPES = (torch.float32, torch.float64)
+# Largest budget / step size drawn per kind (in that kind's own units).
+SCALE = {"linf": 1.0, "l2": 4.0, "l1": 20.0, "l1-ball-box": 20.0}
+
+
+def rtol(dtype: torch.dtype) -> float:
+    return 1e-5 if dtype == torch.float32 else 1e-11
+
+
+def make_player(kind: str, k_min: int = 1, k_max: int = 1) -> mr.Player:
+    if kind == "linf":
+        return mr.linf(eps=0.1, alpha=0.01)
+    if kind == "l2":
+        return mr.l2(eps=0.5, alpha=0.05)
+    projection = "ball-box" if kind == "l1-ball-box" else "ball"
+    return mr.l1(eps=2.0, alpha=0.1, k_min=k_min, k_max=k_max, projection=projection)
+
+
+def generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def random_x(shape: tuple[int, ...], dtype: torch.dtype, seed: int, edges: float) -> torch.Tensor:
+    """Uniform in [0, 1]; a fraction ``edges`` of the coordinates set exactly to 0 or 1."""
+    g = generator(seed)
+    x = torch.rand(shape, generator=g, dtype=dtype)
+    u = torch.rand(shape, generator=g, dtype=dtype)
+    x = torch.where(u < edges / 2, torch.zeros_like(x), x)
+    return torch.where(u > 1 - edges / 2, torch.ones_like(x), x)
+
+
+@st.composite
+def shapes(draw: st.DrawFn) -> tuple[int, ...]:
+    b = draw(st.integers(1, 5))
+    if draw(st.booleans()):
+        return (b, draw(st.integers(1, 24)))
+    return (b, draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+
+
+def budgets(b: int, low: float, high: float) -> st.SearchStrategy:
+    """A budget: a float, or a list of ``b`` floats (made a per-example tensor by the test)."""
+    one = st.floats(low, high, allow_nan=False, allow_infinity=False)
+    return st.one_of(one, st.lists(one, min_size=b, max_size=b))
+
+
+def as_budget(value: float | list[float], dtype: torch.dtype) -> float | torch.Tensor:
+    return torch.tensor(value, dtype=dtype) if isinstance(value, list) else value
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> dict:
+    kind = draw(st.sampled_from(KINDS))
+    dtype = draw(st.sampled_from(DTYPES))
+    shape = draw(shapes())
+    n = math.prod(shape[1:])
+    k_max = draw(st.integers(1, min(n, 20)))
+    k_min = draw(st.integers(1, k_max))
+    scale = SCALE[kind]
+    return {
+        "kind": kind,
+        "dtype": dtype,
+        "k": (k_min, k_max),
+        "x": random_x(
+            shape, dtype, draw(st.integers(0, 2**32 - 1)), draw(st.sampled_from([0.0, 0.3, 1.0]))
+        ),
+        "eps": as_budget(draw(budgets(shape[0], 1e-3, scale)), dtype),
+        "alpha": as_budget(draw(budgets(shape[0], 1e-3, scale)), dtype),
+        "seed": draw(st.integers(0, 2**32 - 1)),
+    }
+
+
+def player_of(case: dict) -> mr.Player:
+    # Built in the test, not the strategy: beartype's checks draw from `random`.
+    return make_player(case["kind"], *case["k"])
+
+
+def assert_feasible(player: mr.Player, x: torch.Tensor, delta: torch.Tensor, eps) -> None:
+    """In the player's ball (up to rounding) and exactly in the [0, 1] box."""
+    assert delta.shape == x.shape
+    assert delta.dtype == x.dtype
+    assert bool(torch.isfinite(delta).all())
+    eps_t = torch.as_tensor(eps, dtype=x.dtype).expand(x.shape[0])
+    size = player.size(delta)
+    bound = eps_t * (1 + rtol(x.dtype)) + torch.finfo(x.dtype).tiny
+    assert bool((size <= bound).all()), (size, eps_t)
+    adv = x + delta
+    assert bool((adv >= 0).all()) and bool((adv <= 1).all()), (adv.min(), adv.max())
+
+
+# ---------------------------------------------------------------------------------------------
+# Feasibility and idempotence
+# ---------------------------------------------------------------------------------------------
+
+
+@given(cases())
+def test_init_is_feasible(case: dict) -> None:
+    player, x, eps = player_of(case), case["x"], case["eps"]
+    delta = player.init(x, eps, generator(case["seed"]))
+    assert_feasible(player, x, delta, eps)
+
+
+@given(cases())
+def test_projected_steps_are_feasible(case: dict) -> None:
+    player, x, eps, alpha = player_of(case), case["x"], case["eps"], case["alpha"]
+    g = generator(case["seed"])
+    for start in (torch.zeros_like(x), player.init(x, eps, g)):
+        delta = start
+        for _ in range(3):
+            grad = torch.randn(x.shape, generator=g, dtype=x.dtype)
+            delta = player.project(x, player.ascend(x, delta, grad, alpha, g), eps)
+            assert_feasible(player, x, delta, eps)
+
+
+@given(cases())
+def test_projection_of_any_point_is_feasible_and_idempotent(case: dict) -> None:
+    player, x, eps = player_of(case), case["x"], case["eps"]
+    g = generator(case["seed"])
+    # Far outside the ball and the box, and some points near or inside them.
+    for spread in (3 * SCALE[case["kind"]], 0.3, 1e-3):
+        raw = spread * torch.randn(x.shape, generator=g, dtype=x.dtype)
+        once = player.project(x, raw, eps)
+        assert_feasible(player, x, once, eps)
+        twice = player.project(x, once, eps)
+        assert_feasible(player, x, twice, eps)
+        eps_max = float(torch.as_tensor(eps).max())
+        tol = 10 * rtol(x.dtype) * max(1.0, eps_max)
+        torch.testing.assert_close(twice, once, rtol=0, atol=tol)
+
+
+@given(cases())
+def test_feasible_points_are_left_alone(case: dict) -> None:
+    """A feasible delta is its own projection, bit for bit (only examples outside change)."""
+    player, x, eps = player_of(case), case["x"], case["eps"]
+    delta = player.init(x, eps, generator(case["seed"]))
+    eps_t = torch.as_tensor(eps, dtype=x.dtype).expand(x.shape[0])
+    inside = player.size(delta) <= eps_t
+    projected = player.project(x, delta, eps)
+    assert torch.equal(projected[inside], delta[inside])
+
+
+# ---------------------------------------------------------------------------------------------
+# Steepest-ascent directions
+# ---------------------------------------------------------------------------------------------
+
+
+@st.composite
+def interior_cases(draw: st.DrawFn) -> dict:
+    """x = 0.5 everywhere (nothing blocked), a random gradient, a scalar or per-example step."""
+    dtype = draw(st.sampled_from(DTYPES))
+    shape = draw(shapes())
+    g = generator(draw(st.integers(0, 2**32 - 1)))
+    grad = torch.randn(shape, generator=g, dtype=dtype)
+    # alpha / k < 0.5 so that x = 0.5 is never blocked for the l1 player.
+    alpha = as_budget(draw(budgets(shape[0], 1e-3, 0.45)), dtype)
+    k = draw(st.integers(1, min(math.prod(shape[1:]), 20)))
+    return {"x": torch.full(shape, 0.5, dtype=dtype), "grad": grad, "alpha": alpha, "k": k}
+
+
+def unit_step(player: mr.Player, case: dict) -> torch.Tensor:
+    """``(ascend(x, 0, g, alpha) - 0) / alpha``, flattened per example."""
+    x, grad, alpha = case["x"], case["grad"], case["alpha"]
+    step = player.ascend(x, torch.zeros_like(x), grad, alpha, generator(0))
+    a = torch.as_tensor(alpha, dtype=x.dtype).expand(x.shape[0])
+    return step.flatten(1) / a[:, None]
+
+
+@given(interior_cases())
+def test_linf_step_is_steepest(case: dict) -> None:
+    e = unit_step(mr.linf, case)
+    g = case["grad"].flatten(1)
+    torch.testing.assert_close(e.abs().amax(1), torch.ones_like(e[:, 0]))
+    inner = (e * g).sum(1)
+    torch.testing.assert_close(inner, g.abs().sum(1), rtol=rtol(g.dtype), atol=0)
+
+
+@given(interior_cases())
+def test_l2_step_is_steepest(case: dict) -> None:
+    e = unit_step(mr.l2, case)
+    g = case["grad"].flatten(1)
+    torch.testing.assert_close(e.norm(dim=1), torch.ones_like(e[:, 0]), rtol=rtol(g.dtype), atol=0)
+    inner = (e * g).sum(1)
+    torch.testing.assert_close(inner, g.norm(dim=1), rtol=rtol(g.dtype), atol=0)
+
+
+@pytest.mark.parametrize("projection", ["ball", "ball-box"])
+@given(case=interior_cases())
+def test_l1_step_is_steepest_over_k_coordinates(projection: str, case: dict) -> None:
+    g = case["grad"].flatten(1)
+    n = g.shape[1]
+    k = case["k"]
+    magnitudes = g.abs().sort(dim=1, descending=True).values
+    if k < n:  # the k largest are well defined only without a tie at the k-th place
+        assume(bool((magnitudes[:, k - 1] > magnitudes[:, k]).all()))
+    assume(bool((magnitudes[:, k - 1] > 0).all()))
+    player = mr.l1(k_min=k, k_max=k, alpha=0.4, projection=projection)
+    e = unit_step(player, case)
+    tol = rtol(g.dtype)
+    torch.testing.assert_close(e.abs().sum(1), torch.ones_like(e[:, 0]), rtol=tol, atol=0)
+    assert bool(((e != 0).sum(1) == k).all())
+    inner = (e * g).sum(1)
+    torch.testing.assert_close(inner, magnitudes[:, :k].mean(1), rtol=tol, atol=0)
+    if k == 1:
+        torch.testing.assert_close(inner, g.abs().amax(1), rtol=tol, atol=0)
+
+
+def test_l1_draws_every_k_in_its_range() -> None:
+    player = mr.l1(k_min=2, k_max=4, alpha=0.1)
+    g = generator(0)
+    ks = {int(player.draw_k(g, torch.device("cpu"))) for _ in range(200)}
+    assert ks == {2, 3, 4}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_l2_zero_gradient_gives_zero_step(dtype: torch.dtype) -> None:
+    x = torch.full((3, 2, 2, 2), 0.5, dtype=dtype)
+    delta = 0.01 * torch.randn(x.shape, generator=generator(0), dtype=dtype)
+    grad = torch.randn(x.shape, generator=generator(1), dtype=dtype)
+    grad[1] = 0  # one example with a zero gradient in a batch with nonzero ones
+    for alpha in (0.1, torch.tensor([0.1, 0.2, 0.3], dtype=dtype)):
+        stepped = mr.l2.ascend(x, delta, grad, alpha)
+        assert bool(torch.isfinite(stepped).all())
+        assert torch.equal(stepped[1], delta[1])
+        assert not torch.equal(stepped[0], delta[0])
+    zero = mr.l2.ascend(x, torch.zeros_like(x), torch.zeros_like(x), 0.1)
+    assert torch.equal(zero, torch.zeros_like(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# l1 blocking at the edges of the box
+# ---------------------------------------------------------------------------------------------
+
+
+@st.composite
+def edge_cases(draw: st.DrawFn) -> dict:
+    dtype = draw(st.sampled_from(DTYPES))
+    shape = draw(shapes())
+    n = math.prod(shape[1:])
+    k = draw(st.integers(1, min(n, 20)))
+    x = random_x(shape, dtype, draw(st.integers(0, 2**32 - 1)), draw(st.sampled_from([0.3, 0.7])))
+    grad = torch.randn(shape, generator=generator(draw(st.integers(0, 2**32 - 1))), dtype=dtype)
+    alpha = draw(st.floats(1e-3, 0.45 * k))
+    return {"x": x, "grad": grad, "k": k, "alpha": alpha, "dtype": dtype}
+
+
+@pytest.mark.parametrize("projection", ["ball", "ball-box"])
+@given(case=edge_cases())
+def test_l1_never_moves_blocked_coordinates(projection: str, case: dict) -> None:
+    x, grad, k, alpha = case["x"], case["grad"], case["k"], case["alpha"]
+    player = mr.l1(k_min=k, k_max=k, alpha=alpha, projection=projection)
+    gap = alpha / k
+    zero = torch.zeros_like(x)
+    step = player.ascend(x, zero, grad, alpha, generator(0))
+    # At the very edge: x = 0 with a negative gradient, x = 1 with a positive one.
+    at_edge = ((x == 0) & (grad < 0)) | ((x == 1) & (grad > 0))
+    # Within the gap (with a margin, so rounding cannot decide the case).
+    near_edge = ((x <= 0.99 * gap) & (grad < 0)) | ((x >= 1 - 0.99 * gap) & (grad > 0))
+    assert bool((step[at_edge | near_edge] == 0).all())
+    # Clearly free coordinates (a margin again): then the step moves its whole mass alpha.
+    free = ~((x <= 1.01 * gap) & (grad < 0) | (x >= 1 - 1.01 * gap) & (grad > 0)) & (grad != 0)
+    moved = step.flatten(1).abs().sum(1)
+    has_free = free.flatten(1).any(1)
+    torch.testing.assert_close(
+        moved[has_free], torch.full_like(moved[has_free], alpha), rtol=rtol(x.dtype), atol=0
+    )
+    # After the projection, blocked coordinates at the edge still have not moved.
+    projected = player.project(x, step, alpha / 2)
+    assert bool((projected[at_edge] == 0).all())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_l1_explicit_gap_zero_blocks_only_the_edges(dtype: torch.dtype) -> None:
+    x = torch.tensor([[0.0, 1.0, 1e-6, 0.5]], dtype=dtype)
+    grad = torch.tensor([[-4.0, 3.0, -2.0, 1.0]], dtype=dtype)
+    player = mr.l1(k_min=2, k_max=2, alpha=0.1, gap=0.0)
+    step = player.ascend(x, torch.zeros_like(x), grad, 0.1)
+    expected = torch.tensor([[0.0, 0.0, -0.05, 0.05]], dtype=dtype)
+    torch.testing.assert_close(step, expected)
+    # With the default gap (alpha / k = 0.05) the coordinate at 1e-6 is blocked too.
+    step = mr.l1(k_min=2, k_max=2, alpha=0.1).ascend(x, torch.zeros_like(x), grad, 0.1)
+    torch.testing.assert_close(step, torch.tensor([[0.0, 0.0, 0.0, 0.1]], dtype=dtype))
+
+
+# ---------------------------------------------------------------------------------------------
+# Players as values: frozen, comparable, printable, picklable, hashable, callable
+# ---------------------------------------------------------------------------------------------
+
+PLAYERS = [mr.linf, mr.l2, mr.l1, mr.l1(projection="ball-box")]
+PLAYER_IDS = list(KINDS)
+
+
+@pytest.mark.parametrize("player", PLAYERS, ids=PLAYER_IDS)
+def test_player_is_a_frozen_value(player: mr.Player) -> None:
+    assert isinstance(player, mr.Player)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        player.eps = 1.0  # type: ignore[misc]
+    assert player == player(eps=player.eps)
+    assert player != player(eps=player.eps / 2)
+    assert hash(player) == hash(player(eps=player.eps))
+    assert len({player, player(), player(eps=player.eps / 2)}) == 2
+    assert pickle.loads(pickle.dumps(player)) == player
+    text = repr(player)
+    assert type(player).__name__ in text and f"eps={player.eps!r}" in text
+    assert str(player) == text
+
+
+def test_player_equality_across_defaults() -> None:
+    assert mr.linf(eps=0.03) == mr.linf
+    assert mr.l2(eps=0.5, alpha=0.05) == mr.l2
+    assert mr.l1(k_min=5, k_max=20) == mr.l1
+    assert mr.linf != mr.l2
+    assert mr.l1 != mr.l1(projection="ball-box")
+    assert mr.linf(eps=1).eps == 1.0 and isinstance(mr.linf(eps=1).eps, float)
+
+
+@pytest.mark.parametrize("player", PLAYERS, ids=PLAYER_IDS)
+def test_calling_a_player_returns_a_changed_copy(player: mr.Player) -> None:
+    before = dataclasses.asdict(player)  # type: ignore[call-overload]
+    changed = player(eps=player.eps * 2, steps=7, restarts=3)
+    assert changed is not player
+    assert (changed.eps, changed.steps, changed.restarts) == (player.eps * 2, 7, 3)
+    assert changed.alpha == player.alpha and changed.name == player.name
+    assert dataclasses.asdict(player) == before  # type: ignore[call-overload]
+    with pytest.raises(TypeError):
+        player(no_such_setting=1)
+
+
+def test_module_level_defaults_are_the_papers() -> None:
+    assert (mr.linf.eps, mr.linf.alpha, mr.linf.steps) == (0.03, 0.003, 40)
+    assert (mr.l2.eps, mr.l2.alpha, mr.l2.steps) == (0.5, 0.05, 50)
+    assert (mr.l1.eps, mr.l1.alpha, mr.l1.steps) == (12.0, 1.0, 50)
+    assert (mr.l1.k_min, mr.l1.k_max, mr.l1.gap, mr.l1.projection) == (5, 20, None, "ball")
+    assert {p.name for p in (mr.linf, mr.l2, mr.l1)} == {"linf", "l2", "l1"}
