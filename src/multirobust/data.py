@@ -8,7 +8,7 @@ Example:
 """
 
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 
 def digits(test_fraction: float = 0.25, seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
@@ -42,3 +42,66 @@ def digits(test_fraction: float = 0.25, seed: int = 0) -> tuple[TensorDataset, T
     test_mask = torch.zeros(len(y), dtype=torch.bool)
     test_mask[torch.cat(test_idx)] = True
     return TensorDataset(x[~test_mask], y[~test_mask]), TensorDataset(x[test_mask], y[test_mask])
+
+
+SHAPES = {"mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100)}
+"""Image shape and number of classes of each torchvision dataset the recipes use."""
+
+
+def _dataset_name(name: str) -> str:
+    if name not in SHAPES:
+        raise ValueError(f"dataset must be one of {', '.join(SHAPES)}; got {name!r}")
+    return name
+
+
+def torchvision_dataset(
+    name: str, root: str, *, train: bool, augment: bool = False, download: bool = True
+) -> Dataset:
+    """MNIST, CIFAR-10 or CIFAR-100 from torchvision, as tensors in [0, 1].
+
+    Args:
+        name: ``"mnist"``, ``"cifar10"`` or ``"cifar100"``.
+        root: the data folder (torchvision's layout).
+        train: the training split, else the test split.
+        augment: CIFAR training augmentation (pad-4 random crop, horizontal flip; reproduction.md).
+        download: let torchvision download missing files.
+
+    Raises:
+        ImportError: without torchvision (``pip install "multirobust[recipes]"``).
+    """
+    _dataset_name(name)
+    try:
+        import torchvision
+        from torchvision import transforms
+    except ImportError as e:  # pragma: no cover - exercised only without torchvision
+        raise ImportError(
+            'the torchvision datasets need: pip install "multirobust[recipes]"'
+        ) from e
+    steps: list[object] = []
+    if augment and name != "mnist":
+        steps += [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()]
+    transform = transforms.Compose([*steps, transforms.ToTensor()])
+    cls = {
+        "mnist": torchvision.datasets.MNIST,
+        "cifar10": torchvision.datasets.CIFAR10,
+        "cifar100": torchvision.datasets.CIFAR100,
+    }[name]
+    return cls(root, train=train, transform=transform, download=download)
+
+
+def fake_dataset(name: str, n: int, seed: int = 0) -> TensorDataset:
+    """Random images of the dataset's shape and classes (no download): every shape and step of a
+    recipe's pipeline, for smoke tests and benchmarks on machines without the data.
+
+    Example:
+        >>> x, y = fake_dataset("cifar10", 4)[0]
+        >>> x.shape, 0 <= int(y) < 10
+        (torch.Size([3, 32, 32]), True)
+    """
+    shape, classes = SHAPES[_dataset_name(name)]
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    return TensorDataset(
+        torch.rand(n, *shape, generator=g), torch.randint(0, classes, (n,), generator=g)
+    )

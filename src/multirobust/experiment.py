@@ -22,6 +22,7 @@ from multirobust import checkpoint
 from multirobust.aggregators import avg, max_, msd
 from multirobust.budgets import Adaptive, Fixed, fixed
 from multirobust.budgets import adaptive as adaptive_policy
+from multirobust.models import MnistCNN, PreActResNet18
 from multirobust.players import Player, l1, l2, linf
 from multirobust.training import History, Trainer
 
@@ -121,6 +122,15 @@ def make_game(
     if adaptive == "none":
         return fixed(aggregator, track_domination=track_domination)
     return adaptive_policy(aggregator, norm=adaptive, timing=timing)
+
+
+def paper_model(dataset: str) -> nn.Module:
+    """The paper's model: the MNIST CNN, or PreAct ResNet-18 with 10 or 100 classes."""
+    if dataset == "mnist":
+        return MnistCNN()
+    if dataset in ("cifar10", "cifar100"):
+        return PreActResNet18(classes=10 if dataset == "cifar10" else 100)
+    raise ValueError(f"dataset must be one of 'mnist', 'cifar10', 'cifar100'; got {dataset!r}")
 
 
 def make_optimizer(model: nn.Module, settings: Settings) -> torch.optim.Optimizer:

@@ -1,0 +1,10 @@
+"""The paper's cifar10 experiment (settings: shared/spec/reproduction.md). See `--help`.
+
+python recipes/cifar10.py --method msd --adaptive l2
+torchrun --nproc_per_node=2 recipes/cifar10.py --method max --adaptive l1
+"""
+
+from paper import main
+
+if __name__ == "__main__":
+    main("cifar10")

@@ -1,0 +1,168 @@
+"""The paper's MNIST / CIFAR-10 / CIFAR-100 experiments, run by mnist.py, cifar10.py, cifar100.py.
+
+Trains the paper's model with one aggregator (MAX, AVG or MSD), with fixed budgets or
+AdaptiveBudget, checkpointing every epoch, then evaluates with the PGD suite (and AutoAttack when
+pyautoattack is installed). Runs unchanged under ``torchrun --nproc_per_node=N`` (DDP: each rank
+attacks its own shard of every batch; ``--batch-size`` is per rank, so the effective batch is
+N times larger than the paper's unless you divide it).
+"""
+
+import argparse
+import json
+import os
+import time
+
+import torch
+from torch.utils.data import DataLoader, Subset
+from torch.utils.data.distributed import DistributedSampler
+
+import multirobust as mr
+from multirobust import experiment as ex
+from multirobust.data import fake_dataset, torchvision_dataset
+
+
+def parse_args(dataset: str, argv: list[str] | None) -> argparse.Namespace:
+    s = ex.paper_settings(dataset)
+    p = argparse.ArgumentParser(description=f"The paper's {dataset} experiment.")
+    p.add_argument("--method", choices=ex.METHODS, default="msd", help="aggregator")
+    p.add_argument("--adaptive", choices=ex.ADAPTIVE, default="none", help="AdaptiveBudget norm")
+    p.add_argument("--timing", choices=("same-batch", "lagged"), default="same-batch")
+    p.add_argument("--data-dir", default="data", help="torchvision data folder")
+    p.add_argument("--fake-data", action="store_true", help="random tensors of the right shapes")
+    p.add_argument("--out", default=f"runs/{dataset}", help="output folder")
+    p.add_argument("--epochs", type=int, default=s.epochs)
+    p.add_argument("--batch-size", type=int, default=s.batch_size, help="per rank")
+    p.add_argument("--eval-n", type=int, default=None, help="test images to evaluate (all)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    p.add_argument("--smoke", action="store_true", help="seconds on CPU: tiny data and attacks")
+    return p.parse_args(argv)
+
+
+def main(dataset: str, argv: list[str] | None = None) -> dict:
+    args = parse_args(dataset, argv)
+    dist = ex.init_distributed(args.device)
+    settings = ex.paper_settings(dataset)
+    players, msd_steps = settings.players, settings.msd_steps
+    eval_steps, eval_restarts = settings.eval_steps, settings.eval_restarts
+    if args.smoke:
+        players = tuple(p(steps=2, restarts=0) for p in players)
+        msd_steps, eval_steps, eval_restarts = 2, {p.name: 2 for p in players}, 0
+        args.epochs, args.batch_size, args.eval_n = min(args.epochs, 2), 8, args.eval_n or 16
+    if args.fake_data:
+        train, test = (
+            fake_dataset(dataset, 64 if args.smoke else 50_000),
+            fake_dataset(dataset, 32 if args.smoke else 10_000, seed=1),
+        )
+    else:
+        train = torchvision_dataset(dataset, args.data_dir, train=True, augment=True)
+        test = torchvision_dataset(dataset, args.data_dir, train=False)
+        if args.smoke:
+            train = Subset(train, range(min(64, len(train))))
+            test = Subset(test, range(min(32, len(test))))
+    config = {
+        "dataset": dataset,
+        **vars(args),
+        "world_size": dist.world_size,
+        "players": [repr(p) for p in players],
+        "msd_steps": msd_steps,
+        "settings": repr(settings),
+    }
+    if dist.is_main:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "config.json"), "w") as f:
+            json.dump(config, f, indent=2)
+        print("settings:", json.dumps(config, indent=2))
+
+    torch.manual_seed(args.seed)
+    sampler = DistributedSampler(train, seed=args.seed) if dist.world_size > 1 else None
+    loader = DataLoader(
+        train,
+        batch_size=args.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=0 if args.smoke else 4,
+    )
+    # The heart: players -> game -> trainer -> fit (checkpointed) -> evaluate.
+    game = ex.make_game(players, args.method, args.adaptive, msd_steps, timing=args.timing)
+    model = ex.paper_model(dataset).to(dist.device)
+    optimizer = ex.make_optimizer(model, settings)
+    schedule = mr.piecewise_linear(
+        optimizer, list(settings.lr_epochs), list(settings.lr_values), len(loader)
+    )
+    if dist.world_size > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model)
+    trainer = mr.Trainer(
+        model,
+        optimizer,
+        game,
+        scheduler=schedule,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        seed=args.seed + dist.rank,
+        log_path=os.path.join(args.out, "metrics.jsonl") if dist.is_main else None,
+    )
+    start = time.time()
+    history = ex.fit_with_checkpoints(
+        trainer,
+        loader,
+        args.epochs,
+        args.out,
+        resume=args.resume,
+        is_main=dist.is_main,
+        sampler=sampler,
+    )
+    seconds = time.time() - start
+
+    results: dict = {
+        "train_seconds": round(seconds, 1),
+        "steps": len(history),
+        "skipped_steps": history.skipped,
+        "domination": vars(mr.diagnostics.domination(history)),
+    }
+    if torch.cuda.is_available() and dist.device.type == "cuda":
+        results["peak_gpu_memory_gib"] = round(
+            torch.cuda.max_memory_allocated(dist.device) / 2**30, 2
+        )
+        results["gpu"] = torch.cuda.get_device_name(dist.device)
+    if dist.world_size > 1:
+        digests = [None] * dist.world_size
+        torch.distributed.all_gather_object(digests, ex.weights_digest(trainer.module))
+        results["ranks_identical"] = len(set(digests)) == 1
+    if dist.is_main:
+        n = min(args.eval_n or len(test), len(test))
+        x, y = next(iter(DataLoader(Subset(test, range(n)), batch_size=n)))
+        eval_players = tuple(p(steps=eval_steps[p.name]) for p in settings.players)
+        report = mr.evaluate(
+            trainer.module,
+            (x, y),
+            threats=eval_players,
+            suite="pgd",
+            restarts=eval_restarts,
+            seed=args.seed,
+        )
+        results["pgd"] = report.to_dict()
+        print(report)
+        if not args.smoke:
+            try:
+                aa = mr.evaluate(
+                    trainer.module, (x, y), threats=settings.players, suite="autoattack"
+                )
+                results["autoattack"] = aa.to_dict()
+                print(aa)
+            except ImportError as e:
+                print(f"AutoAttack skipped: {e}")
+        with open(os.path.join(args.out, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+        print(
+            json.dumps(
+                {k: v for k, v in results.items() if k not in ("pgd", "autoattack")}, indent=2
+            )
+        )
+    if dist.world_size > 1:
+        torch.distributed.destroy_process_group()
+    return results
