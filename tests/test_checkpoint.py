@@ -1,0 +1,66 @@
+"""Checkpoints: atomic writes, clear errors for damaged files, no code execution when loading."""
+
+import os
+import pickle
+
+import pytest
+import torch
+
+from multirobust import checkpoint
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "sub" / "c.pt"
+    state = {"w": torch.arange(4.0), "epoch": 2, "nested": {"g": torch.ByteTensor([1, 2])}}
+    checkpoint.save(path, state)
+    got = checkpoint.load(path)
+    assert torch.equal(got["w"], state["w"]) and got["epoch"] == 2
+    assert [p.name for p in path.parent.iterdir()] == ["c.pt"]  # no temporary file left
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path):
+    path = tmp_path / "c.pt"
+    checkpoint.save(path, {"epoch": 1})
+
+    class Unsaveable:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        checkpoint.save(path, {"epoch": 2, "bad": Unsaveable()})
+    assert checkpoint.load(path)["epoch"] == 1
+    assert os.listdir(tmp_path) == ["c.pt"]
+
+
+def test_truncated_checkpoint_names_the_file(tmp_path):
+    path = tmp_path / "c.pt"
+    checkpoint.save(path, {"w": torch.zeros(1000)})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(checkpoint.CheckpointError, match=r"c\.pt.*truncated, corrupted"):
+        checkpoint.load(path)
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(checkpoint.CheckpointError, match="does not exist"):
+        checkpoint.load(tmp_path / "nope.pt")
+
+
+class Payload:
+    """Unpickling this would run ``os.system``: weights-only loading must refuse it."""
+
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_crafted_pickle_payload_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    torch.save({"model": Payload()}, path)
+    with pytest.raises(checkpoint.CheckpointError, match=r"evil\.pt"):
+        checkpoint.load(path)
+    assert not (tmp_path / "pwned").exists()
+    path.write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(checkpoint.CheckpointError):
+        checkpoint.load(path)
+    assert not (tmp_path / "pwned").exists()
