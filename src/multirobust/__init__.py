@@ -2,9 +2,9 @@
 
 Players (threat models), aggregators (the paper's MAX, AVG, MSD) and budget policies (fixed, the
 paper's AdaptiveBudget) are small frozen values composed by pure functions into a game, which a
-:class:`Trainer` plays.
+``Trainer`` plays.
 
-Example:
+Examples:
     >>> import multirobust as mr
     >>> game = mr.adaptive(mr.msd(mr.linf, mr.l2, mr.l1), norm="l2")
     >>> game.aggregator.names

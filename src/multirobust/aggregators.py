@@ -89,21 +89,24 @@ class _Aggregator:
         eps: Float[Tensor, " k"] | None = None,
         alpha: Float[Tensor, " k"] | None = None,
         generator: torch.Generator | None = None,
+        compiled: bool = False,
     ) -> Perturbed:
         """The adversarial batch to train on, with the model in eval mode during the attack.
 
         Args:
             model: the classifier; left exactly as found.
-            x, y: a checked batch (inputs in [0, 1], integer labels).
-            eps, alpha: one budget and one step size per player, ``[K]``; ``None``: the
-                players' own.
+            x: a checked batch of inputs in [0, 1].
+            y: its integer labels.
+            eps: one budget per player, ``[K]``; ``None``: the players' own.
+            alpha: one step size per player, ``[K]``; ``None``: the players' own.
             generator: the source of the random starts and random steps.
+            compiled: run each attack iteration through ``torch.compile``.
         """
         base_eps, base_alpha = self.base_budgets(x.device)
         eps = base_eps if eps is None else eps.to(x.device)
         alpha = base_alpha if alpha is None else alpha.to(x.device)
         with frozen_model(model), torch.no_grad():
-            return self._perturb(model, x, y, eps, alpha, generator)
+            return self._perturb(model, x, y, eps, alpha, generator, compiled)
 
     def loss(self, model: Model, batch: Perturbed) -> Tensor:
         """The training loss: mean cross-entropy of ``model`` on the adversarial batch."""
@@ -118,6 +121,7 @@ class _Aggregator:
         alpha: Tensor,
         generator: torch.Generator | None,
         steps: int | None = None,
+        compiled: bool = False,
     ) -> tuple[Tensor, Tensor]:
         """Every player's own PGD (its restarts; its steps unless ``steps`` is given), the model
         already frozen by the caller: ``([K, b, ...] adversarial inputs, [K, b] losses)``."""
@@ -133,6 +137,7 @@ class _Aggregator:
                 steps=p.steps if steps is None else steps,
                 restarts=p.restarts,
                 generator=generator,
+                compiled=compiled,
             )
             inputs.append(p.apply(x, r.delta))
             losses.append(r.loss)
@@ -155,8 +160,9 @@ class Max(_Aggregator):
         eps: Tensor,
         alpha: Tensor,
         generator: torch.Generator | None,
+        compiled: bool,
     ) -> Perturbed:
-        inputs, losses = self.each_player(model, x, y, eps, alpha, generator)
+        inputs, losses = self.each_player(model, x, y, eps, alpha, generator, compiled=compiled)
         win = losses.argmax(dim=0)
         chosen = inputs[win, torch.arange(x.shape[0], device=x.device)]
         gamma = torch.bincount(win, minlength=len(self.players)).float() / x.shape[0]
@@ -179,8 +185,9 @@ class Avg(_Aggregator):
         eps: Tensor,
         alpha: Tensor,
         generator: torch.Generator | None,
+        compiled: bool,
     ) -> Perturbed:
-        inputs, losses = self.each_player(model, x, y, eps, alpha, generator)
+        inputs, losses = self.each_player(model, x, y, eps, alpha, generator, compiled=compiled)
         k = len(self.players)
         gamma = torch.full((k,), 1.0 / k, device=x.device)
         return Perturbed(inputs.flatten(0, 1), y.repeat(k), gamma, inputs, losses.mean(dim=1))
@@ -216,6 +223,7 @@ class Msd(_Aggregator):
         eps: Tensor,
         alpha: Tensor,
         generator: torch.Generator | None,
+        compiled: bool,
     ) -> Perturbed:
         b, k = x.shape[0], len(self.players)
         lead = self.players[0]
@@ -223,24 +231,13 @@ class Msd(_Aggregator):
         best = delta
         best_loss = torch.full((b,), -torch.inf, device=x.device)
         best_from = torch.full((b,), -1, dtype=torch.long, device=x.device)
-        rows = torch.arange(b, device=x.device)
-        grad_fn = input_gradient(model, lead, x, y)
+        iteration = compiled_msd_iteration if compiled else msd_iteration
         for t in range(self.steps):
-            g, (loss_now, _) = grad_fn(delta)
+            delta, win_loss, win, loss_now = iteration(
+                model, self.players, x, y, delta, eps, alpha, generator
+            )
             if t == 0:  # the start point competes too
                 best_loss = loss_now
-            candidates = torch.stack(
-                [
-                    p.project(x, p.ascend(x, delta, g, alpha[i], generator), eps[i])
-                    for i, p in enumerate(self.players)
-                ]
-            )
-            with torch.no_grad():
-                flat = torch.cat([p.apply(x, candidates[i]) for i, p in enumerate(self.players)])
-                scores = F.cross_entropy(model(flat).float(), y.repeat(k), reduction="none")
-            scores = scores.view(k, b)
-            win_loss, win = scores.max(dim=0)
-            delta = candidates[win, rows]
             better = win_loss > best_loss
             best = torch.where(better.view(-1, *([1] * (x.dim() - 1))), delta, best)
             best_loss = torch.where(better, win_loss, best_loss)
@@ -249,10 +246,44 @@ class Msd(_Aggregator):
         return Perturbed(lead.apply(x, best).detach(), y, gamma, None, None)
 
 
+def msd_iteration(
+    model: Model,
+    players: tuple[Player, ...],
+    x: Tensor,
+    y: Tensor,
+    delta: Tensor,
+    eps: Tensor,
+    alpha: Tensor,
+    generator: torch.Generator | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One MSD iteration: one input gradient, K candidates scored in one batched forward pass.
+
+    Returns:
+        ``(next delta, its loss [b], the winning player [b], the loss at delta [b])``.
+    """
+    b, k = x.shape[0], len(players)
+    g, (loss_now, _) = input_gradient(model, players[0], x, y)(delta)
+    candidates = torch.stack(
+        [
+            p.project(x, p.ascend(x, delta, g, alpha[i], generator), eps[i])
+            for i, p in enumerate(players)
+        ]
+    )
+    with torch.no_grad():
+        flat = torch.cat([p.apply(x, candidates[i]) for i, p in enumerate(players)])
+        scores = F.cross_entropy(model(flat).float(), y.repeat(k), reduction="none").view(k, b)
+    win_loss, win = scores.max(dim=0)
+    return candidates[win, torch.arange(b, device=x.device)], win_loss, win, loss_now
+
+
+compiled_msd_iteration = torch.compile(msd_iteration, dynamic=False)
+"""``msd_iteration`` under ``torch.compile``; compiled on first use, per model and players."""
+
+
 def max_(*players: Player) -> Max:
     """The paper's MAX aggregator over any number of players.
 
-    Example:
+    Examples:
         >>> import multirobust as mr
         >>> mr.max_(mr.linf, mr.l2, mr.l1).names
         ('linf', 'l2', 'l1')
@@ -263,7 +294,7 @@ def max_(*players: Player) -> Max:
 def avg(*players: Player) -> Avg:
     """The paper's AVG aggregator over any number of players.
 
-    Example:
+    Examples:
         >>> import multirobust as mr
         >>> len(mr.avg(mr.linf, mr.l2).players)
         2
@@ -278,7 +309,7 @@ def msd(*players: Player, steps: int = 50) -> Msd:
         *players: the threat models.
         steps: MSD iterations (50: the MSD code's CIFAR-10 setting; 100 on MNIST).
 
-    Example:
+    Examples:
         >>> import multirobust as mr
         >>> mr.msd(mr.linf, mr.l2, mr.l1, steps=100).steps
         100

@@ -25,7 +25,8 @@ class PGDResult(NamedTuple):
     """What one player's attack found, per example.
 
     Attributes:
-        delta: the kept perturbation (the player's state, e.g. ``[b, c, h, w]``).
+        delta: the kept perturbation (the player's state, e.g. ``[b, c, h, w]``); in the
+            result of ``PGD.run``, the adversarial input itself.
         loss: the cross-entropy at ``delta``, ``[b]``.
         success: whether ``delta`` misclassifies, ``[b]``.
     """
@@ -39,7 +40,7 @@ class PGDResult(NamedTuple):
 def frozen_model(model: nn.Module) -> Iterator[nn.Module]:
     """Put ``model`` in eval mode for an attack and restore every module's flag afterwards.
 
-    Example:
+    Examples:
         >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout()).train()
         >>> with frozen_model(net):
         ...     net[1].training
@@ -89,6 +90,25 @@ def input_gradient(
     return gradient
 
 
+def pgd_iteration(
+    model: Callable[[Tensor], Tensor],
+    player: Player,
+    x: Tensor,
+    y: Tensor,
+    delta: Tensor,
+    eps: Budget,
+    alpha: Budget,
+    generator: torch.Generator | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One PGD iteration: ``(next delta, per-example loss at delta, logits at delta)``."""
+    g, (losses, logits) = input_gradient(model, player, x, y)(delta)
+    return player.project(x, player.ascend(x, delta, g, alpha, generator), eps), losses, logits
+
+
+compiled_pgd_iteration = torch.compile(pgd_iteration, dynamic=False)
+"""``pgd_iteration`` under ``torch.compile``; compiled on first use, per model and player."""
+
+
 def origin(player: Player, x: Tensor) -> Tensor:
     """The player's unperturbed state: its optional ``zero(x)``, else ``zeros_like(x)``."""
     zero = getattr(player, "zero", None)
@@ -112,15 +132,16 @@ def run_pgd(
     restarts: int,
     generator: torch.Generator | None,
     keep: str = "max-loss",
+    compiled: bool = False,
 ) -> PGDResult:
     """The attack loop without checks: the caller validated the arguments and froze the model.
 
     Run 0 starts at ``delta = 0``, each restart at ``player.init``. ``keep="max-loss"`` keeps per
     example the highest-loss perturbation seen at any iteration of any run (training);
     ``keep="first-success"`` keeps the first one that misclassifies, else the highest-loss one,
-    and stops early once every example is broken (evaluation).
+    and stops early once every example is broken (evaluation). ``compiled`` runs each iteration
+    through ``torch.compile`` (one iteration is compiled, never the loop).
     """
-    grad_fn = input_gradient(model, player, x, y)
     zero = origin(player, x)
     best_delta = zero
     best_loss = torch.full((x.shape[0],), -torch.inf, device=x.device)
@@ -137,14 +158,15 @@ def run_pgd(
             first = _where(wrong & ~found, delta, first)
             found = found | wrong
 
+    iteration = compiled_pgd_iteration if compiled else pgd_iteration
     for run in range(restarts + 1):
         delta = zero if run == 0 else player.init(x, eps, generator)
         for _ in range(steps):
-            g, (losses, logits) = grad_fn(delta)
+            following, losses, logits = iteration(model, player, x, y, delta, eps, alpha, generator)
             record(delta, losses, logits)
             if keep == "first-success" and bool(found.all()):
                 break
-            delta = player.project(x, player.ascend(x, delta, g, alpha, generator), eps)
+            delta = following
         else:
             with torch.no_grad():
                 logits = model(player.apply(x, delta))
@@ -176,7 +198,7 @@ def check_batch(model: nn.Module, x: object, y: object, players: tuple[Player, .
 class PGD:
     """Projected gradient ascent on the cross-entropy with one player.
 
-    Build it with :func:`pgd`; call it as ``attack(model, x, y, seed=0)``.
+    Build it with ``pgd``; call it as ``attack(model, x, y, seed=0)``.
 
     Attributes:
         player: the threat model.
@@ -219,7 +241,8 @@ class PGD:
             model: a classifier returning logits ``[b, classes]``; left exactly as found.
             x: inputs in [0, 1].
             y: integer labels ``[b]``.
-            eps, alpha: override the player's budget / step size (a number or a tensor ``[b]``).
+            eps: override the player's budget (a number or a tensor ``[b]``).
+            alpha: override the player's step size (a number or a tensor ``[b]``).
             seed: seed of the random restarts (and the l_1 step's random k).
             generator: a ``torch.Generator`` on ``x``'s device, instead of ``seed``.
 
@@ -239,7 +262,7 @@ class PGD:
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> PGDResult:
-        """Like calling the attack, but returns a :class:`PGDResult` whose ``delta`` is replaced
+        """Like calling the attack, but returns a ``PGDResult`` whose ``delta`` is replaced
         by the adversarial input, with its per-example loss and success."""
         check_batch(model, x, y, (self.player,))
         if seed is not None and generator is not None:
@@ -277,9 +300,9 @@ def pgd(
             first one that misclassifies (``"first-success"``, evaluation).
 
     Returns:
-        A frozen, picklable :class:`PGD` attack.
+        A frozen, picklable ``PGD`` attack.
 
-    Example:
+    Examples:
         >>> import torch, multirobust as mr
         >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
         >>> x, y = torch.rand(2, 1, 2, 2), torch.tensor([0, 2])

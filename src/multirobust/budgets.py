@@ -47,7 +47,7 @@ def adaptive_factors(
     The median of an even number of norms is the mean of the two middle ones. If the median is
     zero or any norm is not finite, the factors are all 1 (base budgets) and the flag is False.
 
-    Example:
+    Examples:
         >>> f, ok = adaptive_factors(torch.tensor([1.0, 2.0, 8.0]))
         >>> f.tolist(), ok
         ([0.5, 1.0, 2.0], True)
@@ -182,7 +182,7 @@ def fixed(
         norm: the norm of those gradients.
         probe_steps: steps of the per-player probe attacks for MSD when tracking.
 
-    Example:
+    Examples:
         >>> import multirobust as mr
         >>> mr.fixed(mr.max_(mr.linf, mr.l2)).init().eps.tolist()
         [0.029999999329447746, 0.5]
@@ -208,7 +208,7 @@ def adaptive(
         scale_steps: scale step sizes with budgets (else fixed step sizes).
         probe_steps: steps of the short per-player probe attacks (lagged MSD only).
 
-    Example:
+    Examples:
         >>> import multirobust as mr
         >>> game = mr.adaptive(mr.msd(mr.linf, mr.l2, mr.l1), norm="l2")
         >>> game.timing, game.clamp
@@ -218,4 +218,4 @@ def adaptive(
 
 
 Game = Fixed | Adaptive
-"""A budget policy around an aggregator: what a :class:`~multirobust.Trainer` plays."""
+"""A budget policy around an aggregator: what a ``multirobust.Trainer`` plays."""

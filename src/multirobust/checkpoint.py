@@ -3,9 +3,9 @@
 ``save`` writes to a temporary file in the same folder, flushes it to disk and renames it over the
 target, so a process killed mid-write leaves the previous checkpoint intact. ``load`` uses
 ``torch.load(weights_only=True)``: a crafted pickle is refused, and a truncated or corrupted file
-raises :class:`CheckpointError` naming the file.
+raises ``CheckpointError`` naming the file.
 
-Example:
+Examples:
     >>> import tempfile, torch
     >>> path = tempfile.mkdtemp() + "/last.pt"
     >>> save(path, {"epoch": 3, "w": torch.ones(2)})
@@ -43,7 +43,7 @@ def save(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
 
 
 def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save`, without executing any pickled code.
+    """Read a checkpoint written by ``save``, without executing any pickled code.
 
     Raises:
         CheckpointError: the file is missing, truncated, corrupted, or holds objects other than

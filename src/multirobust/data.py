@@ -1,6 +1,6 @@
 """Datasets as tensors in [0, 1]: scikit-learn's bundled digits (no download) and torchvision's.
 
-Example:
+Examples:
     >>> train, test = digits(seed=0)
     >>> x, y = train[0]
     >>> x.shape, float(x.max()) <= 1.0
@@ -93,7 +93,7 @@ def fake_dataset(name: str, n: int, seed: int = 0) -> TensorDataset:
     """Random images of the dataset's shape and classes (no download): every shape and step of a
     recipe's pipeline, for smoke tests and benchmarks on machines without the data.
 
-    Example:
+    Examples:
         >>> x, y = fake_dataset("cifar10", 4)[0]
         >>> x.shape, 0 <= int(y) < 10
         (torch.Size([3, 32, 32]), True)

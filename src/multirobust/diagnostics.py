@@ -3,7 +3,7 @@
 The dominant player of a step is the one with the largest parameter-gradient norm. A *streak* is a
 maximal run of consecutive steps with the same dominant player.
 
-Example:
+Examples:
     >>> s = streaks(["l1", "l1", "l2", "linf", "linf"])
     >>> s.longest, round(s.mean, 2)
     ({'l1': 2, 'l2': 1, 'linf': 2}, 1.67)
@@ -74,7 +74,7 @@ def _records(source: Records) -> list[dict[str, Any]]:
 
 
 def domination(source: Records) -> Streaks:
-    """Streak statistics from a :class:`History`, a list of records, or a ``metrics.jsonl`` path.
+    """Streak statistics from a ``History``, a list of records, or a ``metrics.jsonl`` path.
 
     Steps without gradient norms (fixed budgets without ``track_domination``) are skipped.
     """
@@ -87,7 +87,7 @@ def trajectory(source: Records, key: str) -> dict[str, list[float]]:
     Returns:
         ``{player: [value at step 0, value at step 1, ...]}`` (steps without the field skipped).
 
-    Example:
+    Examples:
         >>> trajectory([{"gamma": {"linf": 1.0, "l2": 0.0}}, {"gamma": {"linf": 0.5, "l2": 0.5}}],
         ...            "gamma")
         {'linf': [1.0, 0.5], 'l2': [0.0, 0.5]}

@@ -1,6 +1,6 @@
 """What the recipes share: the paper's settings, games by name, checkpointed runs, and DDP.
 
-Example:
+Examples:
     >>> s = paper_settings("cifar10")
     >>> [p.name for p in s.players], s.msd_steps, s.batch_size
     (['linf', 'l2', 'l1'], 50, 128)
@@ -39,10 +39,12 @@ class Settings:
         msd_steps: MSD iterations.
         eval_steps: PGD iterations per player name at evaluation.
         eval_restarts: PGD restarts at evaluation.
-        batch_size, epochs: training length.
+        batch_size: training batch size.
+        epochs: training epochs.
         optimizer: ``"adam"`` or ``"sgd"`` (momentum 0.9).
         weight_decay: the optimiser's weight decay.
-        lr_epochs, lr_values: knots of the piecewise-linear learning-rate schedule.
+        lr_epochs: epochs of the knots of the piecewise-linear learning-rate schedule.
+        lr_values: learning rates at those knots.
     """
 
     players: tuple[Player, ...]
@@ -107,7 +109,7 @@ def make_game(
 ) -> Fixed | Adaptive:
     """A game by name: ``method`` in max/avg/msd, ``adaptive`` in none/l1/l2 (the gradient norm).
 
-    Example:
+    Examples:
         >>> import multirobust as mr
         >>> make_game([mr.linf, mr.l2], "max", "none").aggregator.names
         ('linf', 'l2')

@@ -57,9 +57,9 @@ def player_gradients(
             that vmap cannot handle, and as the reference in tests).
 
     Returns:
-        :class:`PlayerGradients` with ``norm`` and ``loss``, each ``[K]``.
+        ``PlayerGradients`` with ``norm`` and ``loss``, each ``[K]``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
         >>> out = player_gradients(net, torch.rand(2, 5, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1]))

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 class DigitsCNN(nn.Module):
     """A small CNN for 1x8x8 digits: two 3x3 convolutions, a max-pool, two linear layers.
 
-    Example:
+    Examples:
         >>> import torch
         >>> DigitsCNN()(torch.rand(2, 1, 8, 8)).shape
         torch.Size([2, 10])
@@ -36,7 +36,7 @@ class DigitsCNN(nn.Module):
 class MnistCNN(nn.Module):
     """The paper's MNIST model: 2 conv (32, 64 filters, 5x5, pad 2, ReLU, 2x2 max-pool), FC 1024.
 
-    Example:
+    Examples:
         >>> import torch
         >>> MnistCNN()(torch.rand(2, 1, 28, 28)).shape
         torch.Size([2, 10])
@@ -84,7 +84,7 @@ class PreActBlock(nn.Module):
 class PreActResNet18(nn.Module):
     """PreAct ResNet-18 for 3x32x32 inputs (the paper's CIFAR-10 / CIFAR-100 model).
 
-    Example:
+    Examples:
         >>> import torch
         >>> PreActResNet18(classes=100)(torch.rand(2, 3, 32, 32)).shape
         torch.Size([2, 100])

@@ -1,4 +1,4 @@
-"""Threat models as players: the :class:`Player` protocol and the built-in l_inf, l_2, l_1 players.
+"""Threat models as players: the ``Player`` protocol and the built-in l_inf, l_2, l_1 players.
 
 A player owns its budget ``eps``, step size ``alpha``, default ``steps`` and ``restarts``, and five
 pure operations. Every operation takes the budget or step size explicitly (a float, a 0-d tensor or
@@ -130,7 +130,7 @@ class Linf(_NormPlayer):
 
     Defaults are the paper's CIFAR-10 settings (eps 0.03, step 0.003, 40 iterations).
 
-    Example:
+    Examples:
         >>> import multirobust as mr
         >>> mr.linf(eps=8 / 255, alpha=2 / 255, steps=10).steps
         10
@@ -178,7 +178,7 @@ class L2(_NormPlayer):
 
     Defaults are the MSD code's CIFAR-10 settings (eps 0.5, step 0.05, 50 iterations).
 
-    Example:
+    Examples:
         >>> import multirobust as mr
         >>> mr.l2(eps=1.0).eps
         1.0
@@ -237,13 +237,14 @@ class L1(_NormPlayer):
     k in [5, 20]).
 
     Args:
-        k_min, k_max: range of the number of coordinates moved per step.
+        k_min: the fewest coordinates moved per step.
+        k_max: the most coordinates moved per step.
         gap: the box margin below which a coordinate counts as blocked; ``None`` uses the
             per-coordinate move ``alpha / k`` of each step, as the MSD code does.
         projection: ``"ball"`` (the paper's: l_1 ball, then clip into the box) or ``"ball-box"``
             (exact projection onto their intersection, Croce & Hein 2021).
 
-    Example:
+    Examples:
         >>> import multirobust as mr
         >>> mr.l1(eps=10, alpha=0.4, k_min=1, k_max=1).k_max
         1

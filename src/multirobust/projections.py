@@ -15,7 +15,7 @@ def project_l1_ball(v: Float[Tensor, " b n"], eps: Float[Tensor, " b"]) -> Float
     The exact sort-based algorithm of Duchi et al. (2008), batched. Rows already inside their ball
     are returned unchanged (bit for bit).
 
-    Example:
+    Examples:
         >>> v = torch.tensor([[3.0, 1.0, 0.0], [0.2, 0.1, 0.0]])
         >>> project_l1_ball(v, torch.tensor([2.0, 2.0]))
         tensor([[2.0000, 0.0000, 0.0000],
@@ -47,7 +47,7 @@ def project_l1_ball_box(
     with ``||d(t)||_1 <= eps``. ``||d(t)||_1`` is piecewise linear and non-increasing in ``t``; we
     bracket ``t`` by bisection, then solve the linear piece that contains it exactly.
 
-    Example:
+    Examples:
         >>> x = torch.tensor([[0.9, 0.5]])
         >>> project_l1_ball_box(torch.tensor([[0.5, 0.5]]), x, torch.tensor([0.4]))
         tensor([[0.1000, 0.3000]])
@@ -86,7 +86,7 @@ def project_l1_ball_box(
 def clip_to_box(x: Float[Tensor, " b *s"], delta: Float[Tensor, " b *s"]) -> Float[Tensor, " b *s"]:
     """Clip ``delta`` so that ``x + delta`` lies in [0, 1]; each ``|delta_i|`` only shrinks.
 
-    Example:
+    Examples:
         >>> clip_to_box(torch.tensor([[0.9, 0.1]]), torch.tensor([[0.3, -0.3]]))
         tensor([[ 0.1000, -0.1000]])
     """

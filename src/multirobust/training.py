@@ -1,4 +1,4 @@
-"""The :class:`Trainer`: plays a game (aggregator + budget policy) on each batch, updates the model.
+"""The ``Trainer``: plays a game (aggregator + budget policy) on each batch, updates the model.
 
 One step, as data (design.md): players' perturbations -> per-player parameter gradients (when the
 policy needs them) -> new budgets -> the aggregator's adversarial batch -> training loss ->
@@ -59,7 +59,7 @@ class History:
 
     @classmethod
     def from_jsonl(cls, path: str | os.PathLike[str]) -> "History":
-        """Read a ``metrics.jsonl`` written by :class:`Trainer`."""
+        """Read a ``metrics.jsonl`` written by ``Trainer``."""
         with open(path) as f:
             return cls(json.loads(line) for line in f if line.strip())
 
@@ -83,16 +83,20 @@ class Trainer:
         game: an aggregator (``mr.msd(...)``, played with fixed budgets) or a budget policy around
             one (``mr.fixed(...)``, ``mr.adaptive(...)``).
         scheduler: a learning-rate scheduler stepped once per batch (see
-            :func:`piecewise_linear`).
+            ``piecewise_linear``).
+        compile: run each attack iteration (a PGD step, or an MSD step with its K candidates)
+            through ``torch.compile``; the Python loop over iterations stays eager. Compilation
+            happens on first use (seconds to a minute); budgets are tensors, so changing them
+            never recompiles.
         amp: run forward passes under bf16 autocast.
         channels_last: convert the model and inputs to channels-last memory format (4-d inputs).
         seed: seed of the trainer's generator (random starts, the l_1 step's random k).
         log_path: append every step's record to this JSONL file.
-        progress: show a tqdm bar in :meth:`fit`; ``None``: only when stderr is a terminal.
-        max_consecutive_skips: stop with :class:`NonFiniteTraining` after this many consecutive
+        progress: show a tqdm bar in ``fit``; ``None``: only when stderr is a terminal.
+        max_consecutive_skips: stop with ``NonFiniteTraining`` after this many consecutive
             non-finite steps.
 
-    Example:
+    Examples:
         >>> import torch, multirobust as mr
         >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
         >>> game = mr.adaptive(mr.max_(mr.linf(eps=0.1, alpha=0.05, steps=2),
@@ -110,6 +114,7 @@ class Trainer:
         game: Game | Max | Avg | Msd,
         *,
         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        compile: bool = False,
         amp: bool = False,
         channels_last: bool = False,
         seed: int = 0,
@@ -135,7 +140,7 @@ class Trainer:
         # Under DistributedDataParallel, attacks and per-player gradients use the bare module;
         # only the training loss goes through the wrapper (which all-reduces the gradients).
         self.module: nn.Module = getattr(model, "module", model)
-        self.amp, self.channels_last, self.seed = amp, channels_last, seed
+        self.compile, self.amp, self.channels_last, self.seed = compile, amp, channels_last, seed
         self.log_path, self.progress = log_path, progress
         self.max_consecutive_skips = max_consecutive_skips
         self.device = _model_device(model)
@@ -167,7 +172,14 @@ class Trainer:
             probe = None if batch is None else game.probe_steps
             with frozen_model(self.module):
                 inputs, _ = agg.each_player(
-                    self.module, x, y, eps0, alpha0, self.generator, steps=probe
+                    self.module,
+                    x,
+                    y,
+                    eps0,
+                    alpha0,
+                    self.generator,
+                    steps=probe,
+                    compiled=self.compile,
                 )
         grads = player_gradients(self.module, inputs, y, game.norm)
         if _distributed():  # every rank must agree on the budgets: average the shards' norms
@@ -193,10 +205,10 @@ class Trainer:
                 grads, _ = self._player_gradients(x, y, None)
                 self.budgets = game.update(self.budgets, grads.norm)
                 used = self.budgets
-                batch = agg.perturb(model, x, y, used.eps, used.alpha, self.generator)
+                batch = agg.perturb(model, x, y, used.eps, used.alpha, self.generator, self.compile)
             else:
                 used = self.budgets
-                batch = agg.perturb(model, x, y, used.eps, used.alpha, self.generator)
+                batch = agg.perturb(model, x, y, used.eps, used.alpha, self.generator, self.compile)
                 if game.needs_gradients:
                     grads, _ = self._player_gradients(x, y, batch)
                     self.budgets = game.update(self.budgets, grads.norm)  # for the next batch
@@ -290,7 +302,7 @@ class Trainer:
             on_epoch_end: called after each epoch (checkpointing, evaluation).
 
         Returns:
-            The :class:`History` of the steps run by this call.
+            The ``History`` of the steps run by this call.
 
         Raises:
             TypeError, ValueError: for a bad ``epochs``, an empty loader, or batches that are not
@@ -338,7 +350,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`state_dict`."""
+        """Restore a ``state_dict``."""
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
@@ -387,7 +399,7 @@ def piecewise_linear(
     The paper's CIFAR-10 schedule is ``epochs=[0, 20, 40, 50]``, ``values=[0, 0.1, 0.005, 0]``.
     The optimiser's own ``lr`` is ignored (the scheduler sets it).
 
-    Example:
+    Examples:
         >>> import torch
         >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
         >>> sched = piecewise_linear(opt, [0, 1, 2], [0.0, 1.0, 0.0], steps_per_epoch=2)
