@@ -15,6 +15,7 @@ from multirobust import diagnostics
 from multirobust.aggregators import Avg, Max, Msd, Perturbed, avg, max_, msd
 from multirobust.attacks import PGD, PGDResult, pgd
 from multirobust.budgets import Adaptive, BudgetState, Fixed, adaptive, adaptive_factors, fixed
+from multirobust.evaluation import Report, combine, evaluate, robustness_curve, union_accuracy
 from multirobust.gradients import PlayerGradients, player_gradients
 from multirobust.players import L1, L2, Budget, Linf, Player, l1, l2, linf
 from multirobust.training import History, NonFiniteTraining, Trainer, piecewise_linear
@@ -37,11 +38,14 @@ __all__ = [
     "Perturbed",
     "Player",
     "PlayerGradients",
+    "Report",
     "Trainer",
     "adaptive",
     "adaptive_factors",
     "avg",
+    "combine",
     "diagnostics",
+    "evaluate",
     "fixed",
     "l1",
     "l2",
@@ -51,5 +55,7 @@ __all__ = [
     "pgd",
     "piecewise_linear",
     "player_gradients",
+    "robustness_curve",
+    "union_accuracy",
 ]
 __version__ = "0.1.0"

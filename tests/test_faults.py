@@ -1,0 +1,102 @@
+"""Faults mid-run: a SIGKILL mid-epoch or mid-checkpoint loses at most the current epoch, and
+``--resume`` then ends with the same weights as an uninterrupted run (CPU, same seed)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import multirobust.checkpoint as ckpt
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = [
+    "--smoke",
+    "--fake-data",
+    "--device",
+    "cpu",
+    "--method",
+    "avg",
+    "--adaptive",
+    "l2",
+    "--epochs",
+    "3",
+]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+# Runs the MNIST recipe, but SIGKILLs itself while writing the second checkpoint: after the
+# temporary file is written and before it is renamed over the first.
+KILL_IN_SAVE = """
+import os, signal, sys
+sys.path.insert(0, "recipes")
+import multirobust.checkpoint as c
+real_replace, calls = os.replace, []
+def dying_replace(src, dst):
+    calls.append(src)
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_replace(src, dst)
+c.os.replace = dying_replace
+import paper
+paper.main("mnist", sys.argv[1:])
+"""
+
+
+def recipe(out: Path, *extra: str) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "recipes/mnist.py", *ARGS, "--out", str(out), *extra]
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def finish(p: subprocess.Popen[str]) -> None:
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out[-3000:]
+
+
+def final_weights(out: Path) -> dict[str, torch.Tensor]:
+    state = ckpt.load(out / "checkpoint.pt")
+    assert state["trainer"]["epochs_done"] == 3
+    return state["trainer"]["model"]
+
+
+def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_sigkill_mid_epoch_then_resume(tmp_path):
+    finish(recipe(tmp_path / "full"))
+    cut = tmp_path / "cut"
+    p = recipe(cut)
+    deadline = time.time() + 240
+    while not (cut / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)  # the first epoch is saved; the second is under way
+    p.wait()
+    assert ckpt.load(cut / "checkpoint.pt")["trainer"]["epochs_done"] >= 1
+    finish(recipe(cut, "--resume"))
+    assert_same(final_weights(tmp_path / "full"), final_weights(cut))
+
+
+def test_sigkill_while_writing_a_checkpoint_then_resume(tmp_path):
+    finish(recipe(tmp_path / "full"))
+    cut = tmp_path / "cut"
+    p = subprocess.run(
+        [sys.executable, "-c", KILL_IN_SAVE, *ARGS, "--out", str(cut)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == -signal.SIGKILL
+    leftovers = [f.name for f in cut.iterdir() if f.name.startswith(".tmp-")]
+    assert leftovers, "the kill should have left the half-finished temporary file"
+    assert ckpt.load(cut / "checkpoint.pt")["trainer"]["epochs_done"] == 1  # the last good one
+    finish(recipe(cut, "--resume"))
+    assert_same(final_weights(tmp_path / "full"), final_weights(cut))
