@@ -54,15 +54,15 @@ def main(dataset: str, argv: list[str] | None = None) -> dict:
         args.epochs, args.batch_size, args.eval_n = min(args.epochs, 2), 8, args.eval_n or 16
     if args.fake_data:
         train, test = (
-            fake_dataset(dataset, 64 if args.smoke else 50_000),
-            fake_dataset(dataset, 32 if args.smoke else 10_000, seed=1),
+            fake_dataset(dataset, 32 if args.smoke else 50_000),
+            fake_dataset(dataset, 16 if args.smoke else 10_000, seed=1),
         )
     else:
         train = torchvision_dataset(dataset, args.data_dir, train=True, augment=True)
         test = torchvision_dataset(dataset, args.data_dir, train=False)
         if args.smoke:
-            train = Subset(train, range(min(64, len(train))))
-            test = Subset(test, range(min(32, len(test))))
+            train = Subset(train, range(min(32, len(train))))
+            test = Subset(test, range(min(16, len(test))))
     config = {
         "dataset": dataset,
         **vars(args),

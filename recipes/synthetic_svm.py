@@ -99,7 +99,10 @@ def print_table(run: svm.SVMRun) -> None:
         print(f"  (every {every}th epoch shown; results.json has all {len(recs) - 1})")
     head = " ".join(f"{'loss_' + p:>9}" for p in svm.PLAYERS)
     gam = "gamma(" + "/".join(svm.PLAYERS) + ")"
-    print(f"  {'epoch':>5} {head} {'dominant':>8} {gam:>20} {'flips':>6} {'objective':>9} solver")
+    print(
+        f"  {'epoch':>5} {head} {'dominant':>8} {gam:>20} {'flips':>6} {'w_1':>6} "
+        f"{'objective':>9} solver"
+    )
     for r in shown:
         losses = " ".join(f"{r.losses[p]:9.4f}" for p in svm.PLAYERS)
         flips = "-" if r.flips is None else str(r.flips)
@@ -110,7 +113,7 @@ def print_table(run: svm.SVMRun) -> None:
         )
         print(
             f"  {r.epoch:5d} {losses} {r.dominant:>8} {fmt_gamma(r.gamma):>20} {flips:>6} "
-            f"{r.objective:9.4f} {solver}"
+            f"{r.robust_weight:6.3f} {r.objective:9.4f} {solver}"
         )
 
 

@@ -36,8 +36,11 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
     return ckpt.load(folder / "checkpoint.pt")["trainer"]["model"]
 
 
-@pytest.mark.parametrize("dataset", ["mnist", "cifar10", "cifar100"])
+@pytest.mark.parametrize(
+    "dataset", ["mnist", "cifar10", pytest.param("cifar100", marks=pytest.mark.slow)]
+)
 def test_paper_recipe_smoke_on_fake_data(dataset, tmp_path):
+    epochs = "2" if dataset == "mnist" else "1"  # PreAct ResNet-18 on CPU: one epoch is enough
     out = run(
         f"recipes/{dataset}.py",
         "--smoke",
@@ -55,7 +58,7 @@ def test_paper_recipe_smoke_on_fake_data(dataset, tmp_path):
     for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "results.json"):
         assert (tmp_path / name).exists(), name
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["steps"] == 2 * 8 and 0 <= results["pgd"]["union"] <= 1
+    assert results["steps"] == int(epochs) * 4 and 0 <= results["pgd"]["union"] <= 1
 
 
 def test_digits_recipe_smoke(tmp_path):
@@ -86,7 +89,7 @@ def test_resume_gives_the_same_final_weights(tmp_path):
     for k, v in full.items():
         assert torch.equal(v, resumed[k]), k
     lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == 16  # two epochs of 8 steps, no step logged twice
+    assert len(lines) == 8  # two epochs of 4 steps, no step logged twice
 
 
 def test_torchrun_two_ranks_end_with_identical_weights(tmp_path):
@@ -177,4 +180,4 @@ def test_cifar10_loader_reads_files_in_torchvision_format(tmp_path, monkeypatch)
             "1",
         ],
     )
-    assert results["steps"] == 8 and "pgd" in results
+    assert results["steps"] == 4 and "pgd" in results
