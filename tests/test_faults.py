@@ -23,7 +23,7 @@ ARGS = [
     "--adaptive",
     "l2",
     "--epochs",
-    "3",
+    "2",
 ]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -59,7 +59,7 @@ def finish(p: subprocess.Popen[str]) -> None:
 
 def final_weights(out: Path) -> dict[str, torch.Tensor]:
     state = ckpt.load(out / "checkpoint.pt")
-    assert state["trainer"]["epochs_done"] == 3
+    assert state["trainer"]["epochs_done"] == 2
     return state["trainer"]["model"]
 
 
