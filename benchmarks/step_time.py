@@ -39,6 +39,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--methods", default="max,avg,msd")
     p.add_argument("--repeats", type=int, default=3, help="timed steps per row (median)")
     p.add_argument("--amp", action="store_true", help="bf16 autocast for the library")
+    p.add_argument("--compile", action="store_true", help="torch.compile each attack iteration")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak")
     p.add_argument("--json", default=None, help="write the results here")

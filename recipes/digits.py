@@ -33,7 +33,7 @@ PLAYERS = (
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/digits", help="output folder (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=8, help="training epochs per model")
+    p.add_argument("--epochs", type=int, default=6, help="training epochs per model")
     p.add_argument("--methods", default="max,avg,msd", help="comma-separated aggregators")
     p.add_argument("--adaptive", default="none,l2", help="comma-separated: none, l1, l2")
     p.add_argument("--msd-steps", type=int, default=10, help="MSD iterations")

@@ -181,6 +181,8 @@ def fit_with_checkpoints(
         if is_main and trainer.log_path is not None:
             with open(trainer.log_path, "w") as f:
                 f.writelines(json.dumps(r) + "\n" for r in records)
+    elif is_main and trainer.log_path is not None and os.path.exists(trainer.log_path):
+        os.remove(trainer.log_path)  # a fresh run: no stale steps from an earlier one
     history = History(records)
     while trainer.epochs_done < epochs:
         if sampler is not None:
