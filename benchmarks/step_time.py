@@ -103,6 +103,7 @@ def main() -> None:
                 game,
                 amp=args.amp,
                 channels_last=args.channels_last,
+                compile=args.compile,
             )
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
