@@ -15,7 +15,21 @@ from multirobust import diagnostics
 from multirobust.aggregators import Avg, Max, Msd, Perturbed, avg, max_, msd
 from multirobust.attacks import PGD, PGDResult, pgd
 from multirobust.budgets import Adaptive, BudgetState, Fixed, adaptive, adaptive_factors, fixed
-from multirobust.evaluation import Report, combine, evaluate, robustness_curve, union_accuracy
+from multirobust.evaluation import (
+    SUITES,
+    Curve,
+    L1Eval,
+    Report,
+    RobustnessWarning,
+    combine,
+    evaluate,
+    l1_eval,
+    paper_eval_steps,
+    plot_curves,
+    robustness_curve,
+    table,
+    union_accuracy,
+)
 from multirobust.gradients import PlayerGradients, player_gradients
 from multirobust.players import L1, L2, Budget, Linf, Player, l1, l2, linf
 from multirobust.training import History, NonFiniteTraining, Trainer, piecewise_linear
@@ -24,12 +38,15 @@ __all__ = [
     "L1",
     "L2",
     "PGD",
+    "SUITES",
     "Adaptive",
     "Avg",
     "Budget",
     "BudgetState",
+    "Curve",
     "Fixed",
     "History",
+    "L1Eval",
     "Linf",
     "Max",
     "Msd",
@@ -39,6 +56,7 @@ __all__ = [
     "Player",
     "PlayerGradients",
     "Report",
+    "RobustnessWarning",
     "Trainer",
     "adaptive",
     "adaptive_factors",
@@ -48,14 +66,18 @@ __all__ = [
     "evaluate",
     "fixed",
     "l1",
+    "l1_eval",
     "l2",
     "linf",
     "max_",
     "msd",
+    "paper_eval_steps",
     "pgd",
     "piecewise_linear",
     "player_gradients",
+    "plot_curves",
     "robustness_curve",
+    "table",
     "union_accuracy",
 ]
 __version__ = "0.1.0"
