@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 import multirobust as mr
 from multirobust.data import digits
-from multirobust.experiment import fit_with_checkpoints, make_game
+from multirobust.experiment import fit_with_checkpoints, make_game, plot_history
 from multirobust.models import DigitsCNN
 
 # Budgets for 8x8 images in [0, 1] (64 coordinates): l_inf 0.1 is 1.6 of the 16 grey levels.
@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
                 seed=args.seed,
             )
             streaks = mr.diagnostics.domination(history)
+            plot_history(history, os.path.join(run_dir, "trajectories.png"), players)
             results[name] = {
                 "report": report.to_dict(),
                 "longest_streak": streaks.longest,

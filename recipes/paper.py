@@ -117,6 +117,8 @@ def main(dataset: str, argv: list[str] | None = None) -> dict:
         sampler=sampler,
     )
     seconds = time.time() - start
+    if dist.is_main:
+        ex.plot_history(history, os.path.join(args.out, "trajectories.png"), players)
 
     results: dict = {
         "train_seconds": round(seconds, 1),

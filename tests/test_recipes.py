@@ -57,7 +57,13 @@ def test_paper_recipe_smoke_on_fake_data(dataset, tmp_path):
         str(tmp_path),
     )
     assert "settings:" in out.stdout
-    for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "results.json"):
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "checkpoint.pt",
+        "results.json",
+        "trajectories.png",
+    ):
         assert (tmp_path / name).exists(), name
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["steps"] == int(epochs) * 4 and 0 <= results["pgd"]["union"] <= 1

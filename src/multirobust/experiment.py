@@ -233,3 +233,41 @@ def init_distributed(device: str | None = None) -> Distributed:
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
     return Distributed(rank, world, dev)
+
+
+def plot_history(
+    history: History, path: str | os.PathLike[str], players: Iterable[Player] = ()
+) -> None:
+    """Write a PNG of a run: each player's budget, weight ``gamma`` and loss over the steps.
+
+    Budgets are shown relative to each player's base budget, taken from ``players`` (by name),
+    or in absolute units for players not given.
+
+    Raises:
+        ImportError: without matplotlib (``pip install "multirobust[recipes]"``).
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ImportError('plots need matplotlib: pip install "multirobust[recipes]"') from e
+    from multirobust.diagnostics import trajectory
+
+    base = {p.name: float(p.eps) for p in players}
+    fig = Figure(figsize=(11, 3))
+    FigureCanvasAgg(fig)
+    for ax, key, title in zip(
+        fig.subplots(1, 3),
+        ("eps", "gamma", "player_loss"),
+        ("budget (/ base budget)", "gamma", "player loss"),
+        strict=True,
+    ):
+        for name, values in trajectory(history, key).items():
+            if key == "eps" and name in base:
+                values = [v / base[name] for v in values]
+            ax.plot(values, label=name, linewidth=0.8)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.fspath(path), dpi=110)
