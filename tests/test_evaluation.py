@@ -537,3 +537,12 @@ def test_n_beyond_a_loader_and_mismatched_pairs() -> None:
 
 def test_suites_constant() -> None:
     assert SUITES == ("pgd", "pgd-strong", "apgd", "autoattack")
+
+
+def test_same_seed_gives_identical_reports() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x, y = torch.rand(12, 1, 4, 4), torch.randint(0, 3, (12,))
+    threats = (mr.linf(eps=0.05, steps=3), mr.l1(eps=1.0, alpha=0.2, steps=3, k_min=2, k_max=4))
+    runs = [mr.evaluate(model, (x, y), threats, restarts=2, seed=5, checks=False) for _ in range(2)]
+    assert runs[0] == runs[1]
