@@ -168,28 +168,9 @@ class L1Eval(L1):
         k = torch.where(nnz > 0, torch.ceil(nnz / self.shrink), torch.full_like(nnz, k_start))
         return k.clamp(min(self.k_min, k_start), k_start).long()
 
-    def direction(  # type: ignore[override]
-        self,
-        x: Float[Tensor, " b *s"],
-        delta: Float[Tensor, " b *s"],
-        grad: Float[Tensor, " b *s"],
-        alpha: Budget,
-        k: Int[Tensor, " b"],
-    ) -> Float[Tensor, " b *s"]:
-        """The unit-l_1 steepest direction over each example's ``k`` largest unblocked entries."""
-        g = _flat(grad)
-        if self.gap is None:
-            gap = _per_example(alpha, g) / k[:, None].to(g.dtype)
-        else:
-            gap = torch.as_tensor(self.gap, dtype=g.dtype, device=g.device)
-        current = _flat(x + delta)
-        blocked = ((g < 0) & (current <= gap)) | ((g > 0) & (current >= 1 - gap))
-        a = g.abs().masked_fill(blocked, 0)
-        top = a.topk(self._k_start(g.shape[1]), dim=1).values
-        threshold = top.gather(1, k[:, None] - 1)
-        keep = (a >= threshold) & (a > 0)
-        e = torch.sign(g) * keep / keep.sum(dim=1, keepdim=True).clamp_min(1)
-        return e.view_as(grad)
+    def largest_k(self, n: int) -> int:
+        """The most coordinates one step can move: the first step's count."""
+        return self._k_start(n)
 
     def ascend(
         self,

@@ -300,6 +300,10 @@ class L1(_NormPlayer):
         unit = z / _per_example(self.size(z).clamp_min(torch.finfo(x.dtype).tiny), x)
         return clip_to_box(x, unit * self._random_radius(x, eps, generator))
 
+    def largest_k(self, n: int) -> int:
+        """The most coordinates one step can move, for inputs of ``n`` coordinates."""
+        return self.k_max
+
     def draw_k(self, generator: torch.Generator | None, device: torch.device) -> Tensor:
         """The number of coordinates of one step, as a 0-d tensor (no host sync, no recompile)."""
         return torch.randint(self.k_min, self.k_max + 1, (), generator=generator, device=device)
@@ -312,9 +316,12 @@ class L1(_NormPlayer):
         alpha: Budget,
         k: Tensor,
     ) -> Float[Tensor, " b *s"]:
-        """The unit-l_1 steepest direction over the ``k`` largest unblocked gradient entries."""
-        b = x.shape[0]
+        """The unit-l_1 steepest direction over the ``k`` largest unblocked gradient entries.
+
+        ``k`` is one count for the batch (0-d) or one per example (``[b]``).
+        """
         g = _flat(grad)
+        k = k.long().reshape(-1, 1).expand(x.shape[0], 1)
         if self.gap is None:
             gap = _per_example(alpha, g) / k.to(g.dtype)
         else:
@@ -322,8 +329,8 @@ class L1(_NormPlayer):
         current = _flat(x + delta)
         blocked = ((g < 0) & (current <= gap)) | ((g > 0) & (current >= 1 - gap))
         a = g.abs().masked_fill(blocked, 0)
-        top = a.topk(self.k_max, dim=1).values
-        threshold = top.gather(1, (k.long() - 1).reshape(1, 1).expand(b, 1))
+        top = a.topk(self.largest_k(g.shape[1]), dim=1).values
+        threshold = top.gather(1, k - 1)
         keep = (a >= threshold) & (a > 0)
         e = torch.sign(g) * keep / keep.sum(dim=1, keepdim=True).clamp_min(1)
         return e.view_as(grad)
