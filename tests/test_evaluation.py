@@ -496,13 +496,13 @@ def test_data_on_the_cpu_is_moved_to_the_models_gpu() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"threats": []}, ValueError, "threats is empty"),
+        ({"threats": []}, ValueError, "at least one threat"),
         ({"n": 17}, ValueError, "n=17 is larger than the data, which has 16"),
         ({"threats": [mr.linf(eps=1.0)]}, ValueError, r"eps=1 is >= 1"),
         ({"threats": [mr.l2(eps=8.0)]}, ValueError, r"sqrt\(d\) = 8"),
         ({"threats": [mr.l1(eps=64.0)]}, ValueError, "d = 64"),
         ({"suite": "fgsm"}, ValueError, "'pgd', 'pgd-strong', 'apgd', 'autoattack'"),
-        ({"threats": [mr.linf, mr.linf]}, ValueError, "unique"),
+        ({"threats": [mr.linf, mr.linf]}, ValueError, "distinct names"),
         ({"steps": {"l0": 3}}, ValueError, "unknown threats"),
         ({"restarts": -1}, ValueError, "restarts"),
     ],

@@ -16,7 +16,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from multirobust.attacks import frozen_model, input_gradient, origin, run_pgd
-from multirobust.players import Player
+from multirobust.players import Player, check_players
 
 
 class Perturbed(NamedTuple):
@@ -42,33 +42,15 @@ class Perturbed(NamedTuple):
 Model = Callable[[Tensor], Tensor]
 
 
-def _check_players(players: tuple[object, ...]) -> tuple[Player, ...]:
-    if len(players) == 1 and isinstance(players[0], list | tuple):
-        players = tuple(players[0])
-    if not players:
-        raise ValueError("an aggregator needs at least one player, e.g. mr.msd(mr.linf, mr.l2)")
-    for p in players:
-        if not isinstance(p, Player):
-            raise TypeError(
-                "every player must implement the Player protocol (name, eps, alpha, steps, "
-                f"restarts, init, ascend, project, size, apply), got {type(p).__name__}"
-            )
-    names = [p.name for p in players]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(
-            f"players must have distinct names, got {names}; rename one with "
-            f"e.g. mr.linf(name='{dupes[0]}_2')"
-        )
-    return players  # type: ignore[return-value]
-
-
 @dataclasses.dataclass(frozen=True)
 class _Aggregator:
     players: tuple[Player, ...]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "players", _check_players(self.players))
+        players = self.players
+        if len(players) == 1 and isinstance(players[0], list | tuple):
+            players = tuple(players[0])
+        object.__setattr__(self, "players", check_players(players))
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -49,7 +49,7 @@ from multirobust.players import (
     Player,
     _flat,
     _NormPlayer,
-    _per_example,
+    check_players,
     l1,
     l2,
     linf,
@@ -172,17 +172,9 @@ class L1Eval(L1):
         """The most coordinates one step can move: the first step's count."""
         return self._k_start(n)
 
-    def ascend(
-        self,
-        x: Float[Tensor, " b *s"],
-        delta: Float[Tensor, " b *s"],
-        grad: Float[Tensor, " b *s"],
-        alpha: Budget,
-        generator: torch.Generator | None = None,
-    ) -> Float[Tensor, " b *s"]:
-        """``delta + alpha * e`` with ``e`` over ``k = sparsity(delta)`` coordinates."""
-        k = self.sparsity(delta)
-        return delta + _per_example(alpha, x) * self.direction(x, delta, grad, alpha, k)
+    def step_k(self, delta: Tensor, generator: torch.Generator | None) -> Tensor:
+        """The number of coordinates of the next step, per example: ``sparsity(delta)``."""
+        return self.sparsity(delta)
 
 
 l1_eval = L1Eval()
@@ -769,19 +761,12 @@ def _validate(
         threats = (threats,)
     if not isinstance(threats, Sequence) or isinstance(threats, str):
         raise TypeError(f"threats must be a sequence of players, got {type(threats).__name__}")
-    if len(threats) == 0:
-        raise ValueError("threats is empty; pass at least one player, e.g. (mr.linf, mr.l2, mr.l1)")
-    for p in threats:
-        if not isinstance(p, Player):
-            raise TypeError(
-                "every threat must implement the Player protocol (name, eps, alpha, steps, "
-                f"restarts, init, ascend, project, size, apply), got {type(p).__name__}"
-            )
+    threats = check_players(tuple(threats), role="threat")
     names = [p.name for p in threats]
-    if len(set(names)) != len(names) or {"clean", "All"} & set(names):
+    if {"clean", "All"} & set(names):
         raise ValueError(
-            f"threat names must be unique and not 'clean' or 'All', got {names}; rename with "
-            "e.g. mr.linf(name='linf-small')"
+            f"'clean' and 'All' are reserved report rows, not threat names, got {names}; rename "
+            "with e.g. mr.linf(name='linf-small')"
         )
     if steps is not None and not isinstance(steps, Mapping):
         _checks.integer_at_least("steps", steps, 1)

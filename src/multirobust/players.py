@@ -76,6 +76,32 @@ class Player(Protocol):
         ...
 
 
+def check_players(players: tuple[object, ...], role: str = "player") -> tuple[Player, ...]:
+    """Check a non-empty sequence of players with distinct names; returns it as a tuple.
+
+    Examples:
+        >>> [p.name for p in check_players((linf, l2))]
+        ['linf', 'l2']
+    """
+    players = tuple(players)
+    if not players:
+        raise ValueError(f"at least one {role} is needed, e.g. (mr.linf, mr.l2, mr.l1)")
+    for p in players:
+        if not isinstance(p, Player):
+            raise TypeError(
+                f"every {role} must implement the Player protocol (name, eps, alpha, steps, "
+                f"restarts, init, ascend, project, size, apply), got {type(p).__name__}"
+            )
+    names = [p.name for p in players]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(
+            f"{role}s must have distinct names, got {names}; rename one with "
+            f"e.g. mr.linf(name='{dupes[0]}_2')"
+        )
+    return players  # type: ignore[return-value]
+
+
 def _per_example(value: Budget, x: Tensor) -> Tensor:
     """A budget broadcastable against ``x`` (``[b, 1, ..., 1]``) on ``x``'s device and dtype."""
     t = torch.as_tensor(value, device=x.device, dtype=x.dtype)
@@ -343,9 +369,13 @@ class L1(_NormPlayer):
         alpha: Budget,
         generator: torch.Generator | None = None,
     ) -> Float[Tensor, " b *s"]:
-        """``delta + alpha * e`` with ``e`` the sparse unit-l_1 direction for a random ``k``."""
-        k = self.draw_k(generator, x.device)
+        """``delta + alpha * e`` with ``e`` the sparse unit-l_1 direction over ``step_k``."""
+        k = self.step_k(delta, generator)
         return delta + _per_example(alpha, x) * self.direction(x, delta, grad, alpha, k)
+
+    def step_k(self, delta: Tensor, generator: torch.Generator | None) -> Tensor:
+        """The number of coordinates of the next step: uniform in ``[k_min, k_max]``."""
+        return self.draw_k(generator, delta.device)
 
     def project(
         self, x: Float[Tensor, " b *s"], delta: Float[Tensor, " b *s"], eps: Budget
