@@ -75,10 +75,10 @@ def baseline_step(
     model.eval()
     if method == "msd":
         delta = torch.zeros_like(x)
-        best, best_loss = delta, torch.full((x.shape[0],), -1.0)
+        best, best_loss = delta, torch.full((x.shape[0],), -1.0, device=x.device)
         for _ in range(msd_steps):
             g = _grad(model, x, y, delta)
-            win, win_loss = delta, torch.full((x.shape[0],), -1.0)
+            win, win_loss = delta, torch.full((x.shape[0],), -1.0, device=x.device)
             for p in players:
                 cand = _step(p, x, delta, g)
                 with torch.no_grad():
@@ -102,7 +102,7 @@ def baseline_step(
                 )
             pick = losses.argmax(dim=0)
             stacked = torch.stack(deltas)
-            batch_x, batch_y = x + stacked[pick, torch.arange(x.shape[0])], y
+            batch_x, batch_y = x + stacked[pick, torch.arange(x.shape[0], device=x.device)], y
     model.train()
     optimizer.zero_grad()
     loss = F.cross_entropy(model(batch_x), batch_y)

@@ -5,11 +5,21 @@ candidate, a per-example loop in the l_1 projection) runs in the same process on
 and data, and every row prints its ratio to it. FLOPs of one library step are counted with
 ``torch.utils.flop_counter`` and compared with ``--peak-tflops``.
 
-    python benchmarks/step_time.py                               # digits CNN on CPU
-    python benchmarks/step_time.py --model preact --batch 128 --device cuda --amp --peak-tflops 800
+    python benchmarks/step_time.py                                  # digits CNN on CPU
+    python benchmarks/step_time.py --variants fp32,compile          # ... and compiled
+    python benchmarks/step_time.py --model preact --batch 128 --device cuda \
+        --variants fp32,amp,amp+compile,amp+cudagraphs --peak-tflops 800
+
+A variant says how the library's step runs: ``fp32`` (eager), ``compile`` (each attack iteration
+through ``torch.compile``), ``amp`` (bf16 autocast + channels-last), ``amp+compile``, and
+``amp+cudagraphs`` (compiled with ``mode="reduce-overhead"``: replayed as CUDA graphs), and
+``amp+cudagraphs+cudnn-benchmark`` (the same with ``torch.backends.cudnn.benchmark = True``: cuDNN
+times its convolution algorithms once per shape and keeps the fastest), and ``fast``: all of that
+with ``Trainer(validate="first")`` (only the first batch's values are checked).
 """
 
 import argparse
+import dataclasses
 import functools
 import json
 import platform
@@ -31,6 +41,28 @@ DIGITS_PLAYERS = (
 )
 
 
+VARIANTS = {
+    "fp32": {"amp": False, "channels_last": False, "compile": False},
+    "compile": {"amp": False, "channels_last": False, "compile": True},
+    "amp": {"amp": True, "channels_last": True, "compile": False},
+    "amp+compile": {"amp": True, "channels_last": True, "compile": True},
+    "amp+cudagraphs": {"amp": True, "channels_last": True, "compile": "reduce-overhead"},
+    "amp+cudagraphs+cudnn-benchmark": {
+        "amp": True,
+        "channels_last": True,
+        "compile": "reduce-overhead",
+        "cudnn_benchmark": True,
+    },
+    "fast": {
+        "amp": True,
+        "channels_last": True,
+        "compile": "reduce-overhead",
+        "cudnn_benchmark": True,
+        "validate": "first",
+    },
+}
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=("digits", "preact"), default="digits")
@@ -38,9 +70,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--methods", default="max,avg,msd")
     p.add_argument("--repeats", type=int, default=3, help="timed steps per row (median)")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast for the library")
-    p.add_argument("--compile", action="store_true", help="torch.compile each attack iteration")
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--variants", default="fp32", help=f"comma list of {', '.join(VARIANTS)}")
+    p.add_argument("--adaptive", default="none,l2", help="comma list: none (fixed budgets), l2")
+    p.add_argument("--probe-steps", type=int, default=10, help="MSD's lagged AdaptiveBudget probes")
+    p.add_argument("--no-baseline", action="store_true", help="skip the baseline rows")
     p.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak")
     p.add_argument("--json", default=None, help="write the results here")
     return p.parse_args()
@@ -81,49 +114,68 @@ def main() -> None:
         if device.type == "cuda"
         else (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     )
+    variants = args.variants.split(",")
+    for v in variants:
+        if v not in VARIANTS:
+            raise SystemExit(f"--variants: unknown {v!r}; choose from {', '.join(VARIANTS)}")
+    torch._dynamo.config.recompile_limit = 64  # many models and players in one process
     print(
         f"model {args.model}, batch {args.batch}, device {device} ({machine}), "
-        f"torch {torch.__version__}, amp {args.amp}"
+        f"torch {torch.__version__}",
+        flush=True,
     )
     rows = []
     for method in args.methods.split(","):
-        model = make_model().to(device)
-        opt = torch.optim.SGD(model.parameters(), lr=0.01)
-        base = timed(
-            functools.partial(baseline_step, model, opt, method, players, x, y, msd_steps),
-            args.repeats,
-            device,
-        )
-        for ab in ("none", "l2"):
-            game = make_game(players, method, ab, msd_steps, timing="lagged")
+        base = None
+        if not args.no_baseline:
             model = make_model().to(device)
-            trainer = mr.Trainer(
-                model,
-                torch.optim.SGD(model.parameters(), lr=0.01),
-                game,
-                amp=args.amp,
-                channels_last=args.channels_last,
-                compile=args.compile,
-            )
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            t = timed(functools.partial(trainer.step, x, y), args.repeats, device)
-            with FlopCounterMode(display=False) as counter:
-                trainer.step(x, y)
-            flops = counter.get_total_flops()
-            row = {
-                "method": method.upper() + ("" if ab == "none" else "+AB l2 (lagged)"),
-                "ms_per_step": round(1e3 * t, 1),
-                "baseline_ms": round(1e3 * base, 1),
-                "speedup": round(base / t, 2),
-                "tflop_per_step": round(flops / 1e12, 4),
-            }
-            if args.peak_tflops:
-                row["fraction_of_peak"] = round(flops / t / (args.peak_tflops * 1e12), 3)
-            if device.type == "cuda":
-                row["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
-            rows.append(row)
-            print("  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+            opt = torch.optim.SGD(model.parameters(), lr=0.01)
+            step = functools.partial(baseline_step, model, opt, method, players, x, y, msd_steps)
+            base = timed(step, args.repeats, device)
+            print(f"baseline {method.upper()}: {1e3 * base:.1f} ms per step", flush=True)
+        for ab in args.adaptive.split(","):
+            game = make_game(players, method, ab, msd_steps, timing="lagged")
+            if ab != "none":
+                game = dataclasses.replace(game, probe_steps=args.probe_steps)
+            flops = None
+            for variant in variants:
+                model = make_model().to(device)
+                opt = torch.optim.SGD(model.parameters(), lr=0.01)
+                options = dict(VARIANTS[variant])
+                torch.backends.cudnn.benchmark = options.pop("cudnn_benchmark", False)
+                trainer = mr.Trainer(model, opt, game, **options)
+                if flops is None:  # the same work in every variant: count it once, eagerly
+                    with FlopCounterMode(display=False) as counter:
+                        counted = make_model().to(device)
+                        sgd = torch.optim.SGD(counted.parameters(), lr=0.01)
+                        mr.Trainer(counted, sgd, game).step(x, y)
+                    flops = counter.get_total_flops()
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                start = time.perf_counter()
+                trainer.step(x, y)  # the first step compiles
+                first = time.perf_counter() - start
+                t = timed(functools.partial(trainer.step, x, y), args.repeats, device)
+                name = method.upper() + ("" if ab == "none" else f"+AB {ab} (lagged)")
+                row = {"method": name, "variant": variant, "ms_per_step": round(1e3 * t, 1)}
+                if base is not None:
+                    row["baseline_ms"] = round(1e3 * base, 1)
+                    row["speedup"] = round(base / t, 2)
+                row["first_step_s"] = round(first, 1)
+                row["tflop_per_step"] = round(flops / 1e12, 4)
+                if args.peak_tflops:
+                    row["fraction_of_peak"] = round(flops / t / (args.peak_tflops * 1e12), 3)
+                if device.type == "cuda":
+                    peak = torch.cuda.max_memory_allocated(device)
+                    row["peak_memory_gib"] = round(peak / 2**30, 2)
+                rows.append(row)
+                print("  ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    print()
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for r in rows:
+        print("| " + " | ".join(str(r.get(k, "")) for k in keys) + " |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": machine, "args": vars(args), "rows": rows}, f, indent=2)

@@ -2,6 +2,7 @@
 
 import os
 
+import jaxtyping
 import pytest
 import torch
 from hypothesis import settings
@@ -21,3 +22,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def untyped():
+    """Turn off the test run's jaxtyping + beartype checks for one test: ``torch.compile`` cannot
+    trace the checking wrappers (users, who run without them, never meet this)."""
+    before = jaxtyping.config.jaxtyping_disable
+    jaxtyping.config.update("jaxtyping_disable", True)
+    yield
+    jaxtyping.config.update("jaxtyping_disable", before)

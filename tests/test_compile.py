@@ -1,4 +1,5 @@
-"""The compiled attack iterations equal the eager ones (CPU; slow: compiling takes a minute)."""
+"""Compiled attack iterations: traced whole (no graph break), and equal to eager (CPU; slow:
+compiling takes a minute)."""
 
 import copy
 
@@ -7,6 +8,10 @@ import torch
 from torch import nn
 
 import multirobust as mr
+from multirobust import gradients
+from multirobust.aggregators import msd_iteration
+from multirobust.attacks import pgd_iteration
+from multirobust.players import step_randomness
 
 PLAYERS = (
     mr.linf(eps=0.1, alpha=0.05, steps=3),
@@ -26,7 +31,39 @@ def model() -> nn.Module:
     )
 
 
+@pytest.mark.usefixtures("untyped")
+def test_attack_iterations_and_player_gradients_trace_as_one_graph():
+    """A graph break would split an iteration, or (inside the players' loop) make Dynamo fall
+    back to eager for all of it; the l_1 player's random k is drawn outside (``draw``)."""
+    net, g = model().eval(), torch.Generator().manual_seed(0)
+    x, y = torch.rand(4, 1, 6, 6, generator=g), torch.randint(0, 5, (4,), generator=g)
+    agg = mr.msd(*PLAYERS)
+    eps, alpha = agg.base_budgets()
+    rngs = tuple(step_randomness(p, x, g) for p in PLAYERS)
+    with torch.no_grad():
+        explained = [
+            torch._dynamo.explain(msd_iteration)(net, PLAYERS, x, y, x * 0, eps, alpha, rngs)
+        ]
+        for i, p in enumerate(PLAYERS):
+            args = (net, p, x, y, x * 0, eps[i], alpha[i], rngs[i])
+            explained.append(torch._dynamo.explain(pgd_iteration)(*args))
+        net.train()
+        params = {n: p.detach() for n, p in net.named_parameters()}
+        buffers = {n: t.clone() for n, t in net.named_buffers()}
+        grads = (net, params, buffers, x, y, "l2")  # (vmapped: the test-time type checker's
+        explained.append(torch._dynamo.explain(gradients._one_player)(*grads))  # wrappers break)
+    for e in explained:
+        assert (e.graph_count, e.graph_break_count) == (1, 0), e.break_reasons
+
+
+def test_unknown_compile_mode_is_refused():
+    net = model()
+    with pytest.raises(ValueError, match="compile must be one of 'default', 'reduce-overhead'"):
+        mr.Trainer(net, torch.optim.SGD(net.parameters(), lr=0.1), mr.max_(*PLAYERS), compile="x")
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("untyped")
 @pytest.mark.parametrize(
     "game", [mr.adaptive(mr.msd(*PLAYERS, steps=3)), mr.max_(*PLAYERS)], ids=["msd+ab", "max"]
 )

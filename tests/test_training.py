@@ -153,6 +153,21 @@ def test_too_many_consecutive_non_finite_steps_stop_the_run():
         t.fit(DataLoader(data(), batch_size=8), epochs=1)
 
 
+def test_validate_first_checks_the_first_batch_and_any_batch_of_another_shape():
+    x, y = data(8).tensors
+    fast = trainer(mr.max_(LINF), validate="first")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fast.step(x + 2, y)  # the first batch: checked in full
+    fast.step(x, y)
+    fast.step(x.clamp(0.5, 1) + 0.5, y)  # same shape and dtype: its values are trusted
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fast.step(x[:4] + 2, y[:4])  # another shape: checked in full again
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        trainer(mr.max_(LINF)).step(x.clamp(0.5, 1) + 0.5, y)  # "every" (default) always checks
+    with pytest.raises(ValueError, match="validate must be one of 'every', 'first'"):
+        trainer(mr.max_(LINF), validate="never")
+
+
 # -- bad input ---------------------------------------------------------------------------------
 
 

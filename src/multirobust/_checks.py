@@ -6,11 +6,13 @@ call without reading our source.
 
 from __future__ import annotations
 
+import itertools
 import math
 from numbers import Real
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def positive_finite(name: str, value: object) -> float:
@@ -29,6 +31,33 @@ def integer_at_least(name: str, value: object, low: int) -> int:
         raise TypeError(f"{name} must be an int >= {low}, got {type(value).__name__} {value!r}")
     if value < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value}")
+    return value
+
+
+def seed(name: str, value: object) -> int | None:
+    """Return ``value`` if it is ``None`` or an int (a seed), else raise naming ``name``."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError(
+            f"{name} must be an int or None, got {type(value).__name__} {value!r}; "
+            f"pass e.g. {name}=0"
+        )
+    return value
+
+
+def generator(value: object, x: Tensor) -> torch.Generator | None:
+    """Return ``value`` if it is ``None`` or a ``torch.Generator`` on ``x``'s device type."""
+    if value is None:
+        return None
+    if not isinstance(value, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator or None, got {type(value).__name__}; "
+            "pass torch.Generator(device=x.device).manual_seed(0), or seed=0 instead"
+        )
+    if value.device.type != x.device.type:
+        raise ValueError(
+            f"generator is on {value.device} but x is on {x.device}; pass "
+            f"torch.Generator(device={str(x.device)!r}), or seed=... instead"
+        )
     return value
 
 
@@ -65,6 +94,12 @@ def inputs(x: object, y: object) -> None:
         raise TypeError(f"x must be a torch.Tensor of inputs in [0, 1], got {type(x).__name__}")
     if not isinstance(y, Tensor):
         raise TypeError(f"y must be a torch.Tensor of integer labels, got {type(y).__name__}")
+    if y.device != x.device:
+        raise ValueError(
+            f"y is on {y.device} but x is on {x.device}; move both to the model's device, "
+            "e.g. x.to(device), y.to(device)"
+        )
+    x = x.detach()
     if not x.is_floating_point():
         raise TypeError(
             f"x must be floating point with values in [0, 1], got dtype {x.dtype}; "
@@ -108,3 +143,33 @@ def logits(out: object, y: Tensor) -> None:
             f"y must hold labels in [0, {classes - 1}] for a model with {classes} classes, "
             f"got labels in [{lo}, {hi}]"
         )
+
+
+def _model_tensors(model: nn.Module) -> list[Tensor]:
+    return list(itertools.chain(model.parameters(), model.buffers()))
+
+
+def forward(model: nn.Module, x: Tensor) -> Any:
+    """``model(x)``; if the model fails on ``x``, a ValueError naming x's shape, dtype and device.
+
+    A model that cannot take ``x`` (wrong rank or size, another dtype or device than its
+    parameters) otherwise fails deep inside torch with a message that names neither ``x`` nor
+    the fix.
+    """
+    try:
+        return model(x)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        tensors = _model_tensors(model)
+        devices = list(dict.fromkeys(str(t.device) for t in tensors))
+        dtypes = list(dict.fromkeys(str(t.dtype) for t in tensors if t.is_floating_point()))
+        if devices and str(x.device) not in devices:
+            hint = f"the model is on {devices[0]}: move x and y there with .to({devices[0]!r})"
+        elif dtypes and str(x.dtype) not in dtypes:
+            hint = f"the model's parameters are {dtypes[0]}: convert x with .to({dtypes[0]})"
+        else:
+            hint = "pass x of the shape the model expects (its input size and channels)"
+        detail = str(e).splitlines()[0] if str(e) else "no detail"
+        raise ValueError(
+            f"x (shape {list(x.shape)}, dtype {x.dtype}, on {x.device}) does not fit the model, "
+            f"which raised {type(e).__name__}: {detail}; {hint}"
+        ) from e

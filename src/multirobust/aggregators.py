@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from multirobust.attacks import frozen_model, input_gradient, origin, run_pgd
-from multirobust.players import Player, check_players
+from multirobust.attacks import Compile, frozen_model, input_gradient, iteration, origin, run_pgd
+from multirobust.players import Player, check_players, step_randomness
 
 
 class Perturbed(NamedTuple):
@@ -71,7 +71,7 @@ class _Aggregator:
         eps: Float[Tensor, " k"] | None = None,
         alpha: Float[Tensor, " k"] | None = None,
         generator: torch.Generator | None = None,
-        compiled: bool = False,
+        compiled: Compile = False,
     ) -> Perturbed:
         """The adversarial batch to train on, with the model in eval mode during the attack.
 
@@ -82,9 +82,17 @@ class _Aggregator:
             eps: one budget per player, ``[K]``; ``None``: the players' own.
             alpha: one step size per player, ``[K]``; ``None``: the players' own.
             generator: the source of the random starts and random steps.
-            compiled: run each attack iteration through ``torch.compile``.
+            compiled: run each attack iteration through ``torch.compile`` (``True`` or a mode,
+                see ``multirobust.attacks.iteration``).
         """
         base_eps, base_alpha = self.base_budgets(x.device)
+        k = len(self.players)
+        for name, t in (("eps", eps), ("alpha", alpha)):
+            if t is not None and (not isinstance(t, torch.Tensor) or t.shape != (k,)):
+                got = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                raise ValueError(
+                    f"{name} must be a tensor [K] with one entry per player (K={k}), got {got}"
+                )
         eps = base_eps if eps is None else eps.to(x.device)
         alpha = base_alpha if alpha is None else alpha.to(x.device)
         with frozen_model(model), torch.no_grad():
@@ -103,7 +111,7 @@ class _Aggregator:
         alpha: Tensor,
         generator: torch.Generator | None,
         steps: int | None = None,
-        compiled: bool = False,
+        compiled: Compile = False,
     ) -> tuple[Tensor, Tensor]:
         """Every player's own PGD (its restarts; its steps unless ``steps`` is given), the model
         already frozen by the caller: ``([K, b, ...] adversarial inputs, [K, b] losses)``."""
@@ -142,7 +150,7 @@ class Max(_Aggregator):
         eps: Tensor,
         alpha: Tensor,
         generator: torch.Generator | None,
-        compiled: bool,
+        compiled: Compile,
     ) -> Perturbed:
         inputs, losses = self.each_player(model, x, y, eps, alpha, generator, compiled=compiled)
         win = losses.argmax(dim=0)
@@ -167,7 +175,7 @@ class Avg(_Aggregator):
         eps: Tensor,
         alpha: Tensor,
         generator: torch.Generator | None,
-        compiled: bool,
+        compiled: Compile,
     ) -> Perturbed:
         inputs, losses = self.each_player(model, x, y, eps, alpha, generator, compiled=compiled)
         k = len(self.players)
@@ -205,7 +213,7 @@ class Msd(_Aggregator):
         eps: Tensor,
         alpha: Tensor,
         generator: torch.Generator | None,
-        compiled: bool,
+        compiled: Compile,
     ) -> Perturbed:
         b, k = x.shape[0], len(self.players)
         lead = self.players[0]
@@ -213,11 +221,11 @@ class Msd(_Aggregator):
         best = delta
         best_loss = torch.full((b,), -torch.inf, device=x.device)
         best_from = torch.full((b,), -1, dtype=torch.long, device=x.device)
-        iteration = compiled_msd_iteration if compiled else msd_iteration
+        step = iteration(msd_iteration, compiled)
         for t in range(self.steps):
-            delta, win_loss, win, loss_now = iteration(
-                model, self.players, x, y, delta, eps, alpha, generator
-            )
+            rngs = tuple(step_randomness(p, x, generator) for p in self.players)
+            out = step(model, self.players, x, y, delta, eps, alpha, rngs)
+            delta, win_loss, win, loss_now = out
             if t == 0:  # the start point competes too
                 best_loss = loss_now
             better = win_loss > best_loss
@@ -236,9 +244,11 @@ def msd_iteration(
     delta: Tensor,
     eps: Tensor,
     alpha: Tensor,
-    generator: torch.Generator | None,
+    rngs: tuple[torch.Generator | Tensor | None, ...],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One MSD iteration: one input gradient, K candidates scored in one batched forward pass.
+
+    ``rngs[i]`` is ``step_randomness(players[i], x, generator)``, drawn outside the iteration.
 
     Returns:
         ``(next delta, its loss [b], the winning player [b], the loss at delta [b])``.
@@ -247,7 +257,7 @@ def msd_iteration(
     g, (loss_now, _) = input_gradient(model, players[0], x, y)(delta)
     candidates = torch.stack(
         [
-            p.project(x, p.ascend(x, delta, g, alpha[i], generator), eps[i])
+            p.project(x, p.ascend(x, delta, g, alpha[i], rngs[i]), eps[i])
             for i, p in enumerate(players)
         ]
     )
@@ -256,10 +266,6 @@ def msd_iteration(
         scores = F.cross_entropy(model(flat).float(), y.repeat(k), reduction="none").view(k, b)
     win_loss, win = scores.max(dim=0)
     return candidates[win, torch.arange(b, device=x.device)], win_loss, win, loss_now
-
-
-compiled_msd_iteration = torch.compile(msd_iteration, dynamic=False)
-"""``msd_iteration`` under ``torch.compile``; compiled on first use, per model and players."""
 
 
 def max_(*players: Player) -> Max:

@@ -7,8 +7,9 @@ during the attack and every module's train/eval flag is restored afterwards.
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -16,9 +17,10 @@ from jaxtyping import Bool, Float, Shaped
 from torch import Tensor, nn
 
 from multirobust import _checks
-from multirobust.players import Budget, Player
+from multirobust.players import Budget, Player, step_randomness
 
 KEEP = ("max-loss", "first-success")
+F_ = TypeVar("F_", bound=Callable[..., Any])
 
 
 class PGDResult(NamedTuple):
@@ -98,15 +100,50 @@ def pgd_iteration(
     delta: Tensor,
     eps: Budget,
     alpha: Budget,
-    generator: torch.Generator | None,
+    rng: torch.Generator | Tensor | None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """One PGD iteration: ``(next delta, per-example loss at delta, logits at delta)``."""
+    """One PGD iteration: ``(next delta, per-example loss at delta, logits at delta)``.
+
+    ``rng`` is ``step_randomness(player, x, generator)``: drawn outside, so that under
+    ``torch.compile`` a player with ``draw`` leaves no generator in the iteration.
+    """
     g, (losses, logits) = input_gradient(model, player, x, y)(delta)
-    return player.project(x, player.ascend(x, delta, g, alpha, generator), eps), losses, logits
+    return player.project(x, player.ascend(x, delta, g, alpha, rng), eps), losses, logits
 
 
-compiled_pgd_iteration = torch.compile(pgd_iteration, dynamic=False)
-"""``pgd_iteration`` under ``torch.compile``; compiled on first use, per model and player."""
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+"""The ``torch.compile`` modes an attack iteration can run under (``compile=True``: default)."""
+
+Compile = bool | str
+"""How attack iterations run: ``False`` eager, ``True`` compiled, or a mode of ``COMPILE_MODES``
+(``"reduce-overhead"``: compiled and replayed as CUDA graphs on a GPU)."""
+
+
+@functools.cache
+def _compiled(fn: Callable[..., Any], mode: str) -> Callable[..., Any]:
+    return torch.compile(fn, dynamic=False, mode=None if mode == "default" else mode)
+
+
+def iteration(fn: F_, compile: Compile) -> F_:
+    """``fn`` (an attack iteration), or ``fn`` through ``torch.compile`` in the mode ``compile``.
+
+    Compiled once per mode and reused (per model, player and shape, as ``torch.compile``
+    guards). Under CUDA graphs each call starts a new graph step and copies its outputs out of the
+    graph's memory, so the attack loop may keep them across iterations.
+    """
+    if compile is False:
+        return fn
+    mode = "default" if compile is True else compile
+    _checks.one_of("compile", mode, COMPILE_MODES)
+    compiled = _compiled(fn, mode)
+    if mode not in ("reduce-overhead", "max-autotune"):
+        return compiled  # type: ignore[return-value]
+
+    def replayed(*args: Any) -> Any:
+        torch.compiler.cudagraph_mark_step_begin()
+        return tuple(t.clone() for t in compiled(*args))
+
+    return replayed  # type: ignore[return-value]
 
 
 def origin(player: Player, x: Tensor) -> Tensor:
@@ -132,7 +169,7 @@ def run_pgd(
     restarts: int,
     generator: torch.Generator | None,
     keep: str = "max-loss",
-    compiled: bool = False,
+    compiled: Compile = False,
 ) -> PGDResult:
     """The attack loop without checks: the caller validated the arguments and froze the model.
 
@@ -140,29 +177,32 @@ def run_pgd(
     example the highest-loss perturbation seen at any iteration of any run (training);
     ``keep="first-success"`` keeps the first one that misclassifies, else the highest-loss one,
     and stops early once every example is broken (evaluation). ``compiled`` runs each iteration
-    through ``torch.compile`` (one iteration is compiled, never the loop).
+    through ``torch.compile`` (one iteration is compiled, never the loop; see ``iteration``).
     """
     zero = origin(player, x)
     best_delta = zero
     best_loss = torch.full((x.shape[0],), -torch.inf, device=x.device)
     found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    best_wrong = found
     first = zero
 
     def record(delta: Tensor, losses: Tensor, logits: Tensor) -> None:
-        nonlocal best_delta, best_loss, found, first
+        nonlocal best_delta, best_loss, best_wrong, found, first
         better = losses > best_loss
+        wrong = logits.argmax(dim=1) != y
         best_delta = _where(better, delta, best_delta)
         best_loss = torch.where(better, losses, best_loss)
+        best_wrong = torch.where(better, wrong, best_wrong)
         if keep == "first-success":
-            wrong = logits.argmax(dim=1) != y
             first = _where(wrong & ~found, delta, first)
             found = found | wrong
 
-    iteration = compiled_pgd_iteration if compiled else pgd_iteration
+    step = iteration(pgd_iteration, compiled)
     for run in range(restarts + 1):
         delta = zero if run == 0 else player.init(x, eps, generator)
         for _ in range(steps):
-            following, losses, logits = iteration(model, player, x, y, delta, eps, alpha, generator)
+            rng = step_randomness(player, x, generator)
+            following, losses, logits = step(model, player, x, y, delta, eps, alpha, rng)
             record(delta, losses, logits)
             if keep == "first-success" and bool(found.all()):
                 break
@@ -174,6 +214,8 @@ def run_pgd(
         if keep == "first-success" and bool(found.all()):
             break
 
+    if keep == "max-loss" and bool(torch.isfinite(best_loss).all()):
+        return PGDResult(best_delta, best_loss, best_wrong)  # recorded: no forward pass needed
     with torch.no_grad():
         delta = _where(found, first, best_delta) if keep == "first-success" else best_delta
         logits = model(player.apply(x, delta))
@@ -183,6 +225,11 @@ def run_pgd(
 
 def check_batch(model: nn.Module, x: object, y: object, players: tuple[Player, ...]) -> None:
     """All checks of a batch before an attack: inputs, players, and one clean forward."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"model must be a torch.nn.Module, got {type(model).__name__}; wrap a function in "
+            "an nn.Module whose forward calls it"
+        )
     _checks.inputs(x, y)
     assert isinstance(x, Tensor) and isinstance(y, Tensor)
     for p in players:
@@ -190,7 +237,7 @@ def check_batch(model: nn.Module, x: object, y: object, players: tuple[Player, .
         if check is not None:
             check(x)
     with torch.no_grad(), frozen_model(model):
-        _checks.logits(model(x), y)
+        _checks.logits(_checks.forward(model, x), y)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,6 +311,8 @@ class PGD:
         """Like calling the attack, but returns a ``PGDResult`` whose ``delta`` is replaced
         by the adversarial input, with its per-example loss and success."""
         check_batch(model, x, y, (self.player,))
+        _checks.seed("seed", seed)
+        _checks.generator(generator, x)
         if seed is not None and generator is not None:
             raise ValueError("pass either seed or generator, not both")
         eps_t = _checks.budget_tensor("eps", self.player.eps if eps is None else eps, x)

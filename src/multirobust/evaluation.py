@@ -47,6 +47,7 @@ from multirobust.players import (
     Budget,
     Linf,
     Player,
+    _check_settings,
     _flat,
     _NormPlayer,
     check_players,
@@ -143,6 +144,7 @@ class L1Eval(L1):
 
     def __call__(self, **changes: Any) -> "L1Eval":
         """A copy with some settings changed; a new ``eps`` scales ``alpha`` unless it is given."""
+        _check_settings(self, changes)
         if "eps" in changes and "alpha" not in changes:
             eps = _checks.positive_finite(f"{self.name}.eps", changes["eps"])
             changes["alpha"] = self.alpha * eps / self.eps
@@ -172,7 +174,9 @@ class L1Eval(L1):
         """The most coordinates one step can move: the first step's count."""
         return self._k_start(n)
 
-    def step_k(self, delta: Tensor, generator: torch.Generator | None) -> Tensor:
+    draw = None  # the step's count comes from delta, not from random numbers
+
+    def step_k(self, delta: Tensor, generator: torch.Generator | Tensor | None) -> Tensor:
         """The number of coordinates of the next step, per example: ``sparsity(delta)``."""
         return self.sparsity(delta)
 
@@ -573,7 +577,10 @@ def _batches(
         if total is not None and n > total:
             raise ValueError(f"n={n} is larger than the data, which has {total} examples")
     if total == 0:
-        raise ValueError("data is empty")
+        raise ValueError(
+            "data is empty (0 examples); pass a DataLoader or a pair (x, y) holding at least "
+            "one example"
+        )
     limit = n if n is not None else total
 
     def chunks() -> Iterator[tuple[Tensor, Tensor]]:
@@ -658,9 +665,9 @@ class _RandomStart:
         self.player, self._eps, self._generator = player, eps, generator
         self.name, self.eps, self.alpha = player.name, player.eps, player.alpha
         self.steps, self.restarts = player.steps, player.restarts
-        check = getattr(player, "check_input", None)
-        if check is not None:
-            self.check_input = check
+        for hook in ("check_input", "draw"):
+            if getattr(player, hook, None) is not None:
+                setattr(self, hook, getattr(player, hook))
 
     def zero(self, x: Tensor) -> Tensor:
         return self.player.init(x, self._eps, self._generator)
@@ -669,7 +676,12 @@ class _RandomStart:
         return self.player.init(x, eps, generator)
 
     def ascend(
-        self, x: Tensor, delta: Tensor, grad: Tensor, alpha: Budget, g: torch.Generator | None
+        self,
+        x: Tensor,
+        delta: Tensor,
+        grad: Tensor,
+        alpha: Budget,
+        g: torch.Generator | Tensor | None,
     ) -> Tensor:
         return self.player.ascend(x, delta, grad, alpha, g)
 
@@ -808,7 +820,10 @@ def _run(
     batches, total = _batches(data, n, batch_size)
     first = next(batches, None)
     if first is None:
-        raise ValueError("data yielded no examples")
+        raise ValueError(
+            "data yielded no examples; pass a DataLoader or a pair (x, y) holding at least one "
+            "example (a one-shot iterator is spent after one pass)"
+        )
     device = _model_device(model)
     x0, y0 = first[0].to(device), first[1].to(device)
     players = tuple(dict.fromkeys(t.player for t in tasks))
@@ -945,6 +960,7 @@ def evaluate(
         ImportError: for the AutoAttack suites without pyautoattack.
     """
     players = _validate(model, threats, suite, restarts, steps, batch_size)
+    _checks.seed("seed", seed)
     tasks = []
     for p in players:
         s = steps.get(p.name, p.steps) if isinstance(steps, Mapping) else steps or p.steps
@@ -1143,10 +1159,16 @@ def robustness_curve(
         >>> c.budgets
         (0.1, 0.5)
     """
+    if not isinstance(threat, Player):
+        raise TypeError(
+            "threat must be one player, e.g. mr.l2(alpha=0.1, steps=50), got "
+            f"{type(threat).__name__}; call robustness_curve once per threat"
+        )
     (player,) = _validate(model, [threat], suite, restarts, steps, batch_size)
+    _checks.seed("seed", seed)
     if isinstance(budgets, str | bytes) or not isinstance(budgets, Sequence) or not budgets:
         raise ValueError(f"budgets must be a non-empty sequence of numbers > 0, got {budgets!r}")
-    grid = sorted(_checks.positive_finite("budget", b) for b in budgets)
+    grid = sorted(_checks.positive_finite(f"budgets[{i}]", b) for i, b in enumerate(budgets))
     s = player.steps if steps is None else steps
     tasks = [
         _Task(str(i), player, b, float(player.alpha) * b / float(player.eps), int(s))

@@ -7,7 +7,6 @@ mode computes its batch statistics per player as K separate passes would, and th
 running statistics are never touched.
 """
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -17,6 +16,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from multirobust import _checks
+from multirobust.attacks import Compile, iteration
 
 NORMS = ("l1", "l2")
 
@@ -39,12 +39,47 @@ def _norm(grads: dict[str, Tensor], norm: str) -> Tensor:
     return torch.sqrt(sum(g.pow(2).sum() for g in grads.values()))  # type: ignore[arg-type]
 
 
+def _one_player(
+    model: nn.Module,
+    params: dict[str, Tensor],
+    buffers: dict[str, Tensor],
+    x: Tensor,
+    y: Tensor,
+    norm: str,
+) -> tuple[Tensor, Tensor]:
+    """``(||g||, loss)`` of one player's batch ``x``; ``buffers`` is that player's own copy."""
+
+    def loss_of(p: dict[str, Tensor], b: dict[str, Tensor], xp: Tensor) -> Tensor:
+        # buffers and inputs are arguments, not captured: BatchNorm updates its copy in place
+        return F.cross_entropy(functional_call(model, (p, b), (xp,)).float(), y)
+
+    grads, loss = grad_and_value(loss_of)(params, buffers, x)
+    return _norm(grads, norm), loss
+
+
+def _all_players(
+    model: nn.Module,
+    params: dict[str, Tensor],
+    buffers: dict[str, Tensor],
+    inputs: Tensor,
+    y: Tensor,
+    norm: str,
+) -> tuple[Tensor, Tensor]:
+    """``_one_player`` vmapped over the player axis of ``inputs`` and of the stacked buffers."""
+
+    def one(b: dict[str, Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
+        return _one_player(model, params, b, x, y, norm)
+
+    return vmap(one, randomness="different")(buffers, inputs)
+
+
 def player_gradients(
     model: nn.Module,
     inputs: Float[Tensor, "k b *s"],
     y: Tensor,
     norm: str = "l2",
-    method: str = "vmap",
+    method: str = "auto",
+    compiled: Compile = False,
 ) -> PlayerGradients:
     """Norms of the parameter gradients of each player's adversarial batch, in the model's mode.
 
@@ -53,8 +88,12 @@ def player_gradients(
         inputs: each player's adversarial batch, stacked: ``[K, b, ...]``.
         y: the labels ``[b]``.
         norm: ``"l2"`` or ``"l1"``: the norm of the flattened gradient.
-        method: ``"vmap"`` (one vectorised pass over players) or ``"loop"`` (K passes; for models
-            that vmap cannot handle, and as the reference in tests).
+        method: ``"vmap"`` (one vectorised pass over players), ``"loop"`` (K passes; for models
+            that vmap cannot handle, and as the reference in tests), or ``"auto"``: vmap, except
+            under an enabled autocast, where torch's vmap rule for BatchNorm fails on bf16
+            activations (torch 2.11-2.14), so the K passes run in a loop.
+        compiled: run the gradient computation through ``torch.compile`` (``True`` or a mode,
+            as ``multirobust.attacks.iteration``).
 
     Returns:
         ``PlayerGradients`` with ``norm`` and ``loss``, each ``[K]``.
@@ -67,31 +106,28 @@ def player_gradients(
         torch.Size([2])
     """
     _checks.one_of("norm", norm, NORMS)
-    _checks.one_of("method", method, ("vmap", "loop"))
+    _checks.one_of("method", method, ("auto", "vmap", "loop"))
+    if inputs.dim() < 3 or inputs.shape[1] != y.shape[0]:
+        raise ValueError(
+            f"inputs must be [K, b, ...] with b = len(y) = {y.shape[0]}, got shape "
+            f"{list(inputs.shape)}; stack the players' batches with torch.stack"
+        )
+    if method == "auto":
+        autocast = torch.is_autocast_enabled(inputs.device.type)
+        method = "loop" if autocast else "vmap"
     params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     buffers = dict(model.named_buffers())
-
-    def loss_of(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor) -> Tensor:
-        return F.cross_entropy(functional_call(model, (p, b), (x,)).float(), y)
-
-    def one_player(b: dict[str, Tensor], x: Tensor) -> tuple[Tensor, Tensor]:
-        grads, loss = grad_and_value(loss_of)(params, b, x)
-        return _norm(grads, norm), loss
-
-    with torch.no_grad():  # the transforms inside still differentiate; nothing leaks outside
-        return _gradients(one_player, buffers, inputs, method)
-
-
-def _gradients(
-    one_player: Callable[[dict[str, Tensor], Tensor], tuple[Tensor, Tensor]],
-    buffers: dict[str, Tensor],
-    inputs: Tensor,
-    method: str,
-) -> PlayerGradients:
     k = inputs.shape[0]
-    if method == "loop":
-        out = [one_player({n: t.clone() for n, t in buffers.items()}, inputs[i]) for i in range(k)]
-        return PlayerGradients(torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out]))
-    stacked = {n: t.unsqueeze(0).expand(k, *t.shape).clone() for n, t in buffers.items()}
-    norms, losses = vmap(one_player, randomness="different")(stacked, inputs)
-    return PlayerGradients(norms, losses)
+    with torch.no_grad():  # the transforms inside still differentiate; nothing leaks outside
+        if method == "loop":
+            one = iteration(_one_player, compiled)
+            out = [
+                one(model, params, {n: t.clone() for n, t in buffers.items()}, inputs[i], y, norm)
+                for i in range(k)
+            ]
+            return PlayerGradients(
+                torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out])
+            )
+        stacked = {n: t.unsqueeze(0).expand(k, *t.shape).clone() for n, t in buffers.items()}
+        norms, losses = iteration(_all_players, compiled)(model, params, stacked, inputs, y, norm)
+        return PlayerGradients(norms, losses)

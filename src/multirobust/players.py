@@ -37,9 +37,14 @@ class Player(Protocol):
         steps: default number of attack iterations.
         restarts: default number of random restarts after the first run from ``delta = 0``.
 
-    Two optional members: ``check_input(x)``, called once before an attack, rejects inputs the
+    Three optional members: ``check_input(x)``, called once before an attack, rejects inputs the
     player cannot handle with a clear error; ``zero(x)`` returns the unperturbed state, where it is
-    not ``torch.zeros_like(x)`` (a non-additive player whose state has another shape).
+    not ``torch.zeros_like(x)`` (a non-additive player whose state has another shape);
+    ``draw(x, generator)`` returns, as a tensor, the random numbers one ``ascend`` step needs.
+    Attack loops call ``draw`` before each step and pass its result to ``ascend`` in place of the
+    generator, so a compiled attack iteration holds no ``torch.Generator`` (which
+    ``torch.compile`` cannot trace: a random ``ascend`` without ``draw`` still works, but its
+    compiled iteration falls back to eager).
     """
 
     name: str
@@ -58,9 +63,12 @@ class Player(Protocol):
         delta: Tensor,
         grad: Tensor,
         alpha: Budget,
-        generator: torch.Generator | None,
+        generator: torch.Generator | Tensor | None,
     ) -> Tensor:
-        """One steepest-ascent step of size ``alpha`` from ``delta`` along the loss gradient."""
+        """One steepest-ascent step of size ``alpha`` from ``delta`` along the loss gradient.
+
+        ``generator`` is the attack's generator, or what ``draw`` returned for a player with one.
+        """
         ...
 
     def project(self, x: Tensor, delta: Tensor, eps: Budget) -> Tensor:
@@ -74,6 +82,15 @@ class Player(Protocol):
     def apply(self, x: Tensor, delta: Tensor) -> Tensor:
         """The adversarial input made from ``x`` and ``delta``."""
         ...
+
+
+def step_randomness(
+    player: Player, x: Tensor, generator: torch.Generator | None
+) -> torch.Generator | Tensor | None:
+    """What ``player.ascend`` gets as its ``generator``: ``player.draw(x, generator)`` when the
+    player defines ``draw``, else the generator itself."""
+    draw = getattr(player, "draw", None)
+    return draw(x, generator) if draw is not None else generator
 
 
 def check_players(players: tuple[object, ...], role: str = "player") -> tuple[Player, ...]:
@@ -100,6 +117,17 @@ def check_players(players: tuple[object, ...], role: str = "player") -> tuple[Pl
             f"e.g. mr.linf(name='{dupes[0]}_2')"
         )
     return players  # type: ignore[return-value]
+
+
+def _check_settings(player: object, changes: dict[str, Any]) -> None:
+    """Reject settings a player does not have, listing the ones it has."""
+    fields = [f.name for f in dataclasses.fields(player)]  # type: ignore[arg-type]
+    unknown = [k for k in changes if k not in fields]
+    if unknown:
+        raise TypeError(
+            f"{getattr(player, 'name', '?')} has no setting {unknown[0]!r}; its settings are "
+            f"{', '.join(fields)}"
+        )
 
 
 def _per_example(value: Budget, x: Tensor) -> Tensor:
@@ -132,6 +160,7 @@ class _NormPlayer:
 
     def __call__(self, **changes: Any) -> Any:
         """A copy with some settings changed: ``mr.linf(eps=8/255, steps=10)``."""
+        _check_settings(self, changes)
         return dataclasses.replace(self, **changes)
 
     def apply(
@@ -334,6 +363,10 @@ class L1(_NormPlayer):
         """The number of coordinates of one step, as a 0-d tensor (no host sync, no recompile)."""
         return torch.randint(self.k_min, self.k_max + 1, (), generator=generator, device=device)
 
+    def draw(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        """The next step's random number of coordinates (``draw_k``), drawn before the step."""
+        return self.draw_k(generator, x.device)
+
     def direction(
         self,
         x: Float[Tensor, " b *s"],
@@ -367,14 +400,17 @@ class L1(_NormPlayer):
         delta: Float[Tensor, " b *s"],
         grad: Float[Tensor, " b *s"],
         alpha: Budget,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Tensor | None = None,
     ) -> Float[Tensor, " b *s"]:
         """``delta + alpha * e`` with ``e`` the sparse unit-l_1 direction over ``step_k``."""
         k = self.step_k(delta, generator)
         return delta + _per_example(alpha, x) * self.direction(x, delta, grad, alpha, k)
 
-    def step_k(self, delta: Tensor, generator: torch.Generator | None) -> Tensor:
-        """The number of coordinates of the next step: uniform in ``[k_min, k_max]``."""
+    def step_k(self, delta: Tensor, generator: torch.Generator | Tensor | None) -> Tensor:
+        """The number of coordinates of the next step: uniform in ``[k_min, k_max]``, or the
+        count ``draw`` already drew (a tensor passed as ``generator``)."""
+        if isinstance(generator, Tensor):
+            return generator
         return self.draw_k(generator, delta.device)
 
     def project(

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from multirobust import _checks
 from multirobust.aggregators import Avg, Max, Msd, Perturbed
-from multirobust.attacks import check_batch, frozen_model
+from multirobust.attacks import COMPILE_MODES, check_batch, frozen_model
 from multirobust.budgets import Adaptive, BudgetState, Fixed, Game
 from multirobust.gradients import PlayerGradients, player_gradients
 
@@ -65,6 +65,12 @@ class History:
 
 
 def _to_device(x: Tensor, y: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
+    for name, t, what in (("x", x, "inputs in [0, 1]"), ("y", y, "integer labels")):
+        if not isinstance(t, Tensor):
+            raise TypeError(
+                f"{name} must be a torch.Tensor of {what}, got {type(t).__name__}; "
+                f"convert with torch.as_tensor({name})"
+            )
     return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
@@ -85,9 +91,10 @@ class Trainer:
         scheduler: a learning-rate scheduler stepped once per batch (see
             ``piecewise_linear``).
         compile: run each attack iteration (a PGD step, or an MSD step with its K candidates)
-            through ``torch.compile``; the Python loop over iterations stays eager. Compilation
-            happens on first use (seconds to a minute); budgets are tensors, so changing them
-            never recompiles.
+            through ``torch.compile``; the Python loop over iterations stays eager. ``True`` for
+            the default mode, or a mode name: ``"reduce-overhead"`` also replays each iteration
+            as a CUDA graph (GPU only; the fastest on small models). Compilation happens on first
+            use (seconds to a minute); budgets are tensors, so changing them never recompiles.
         amp: run forward passes under bf16 autocast.
         channels_last: convert the model and inputs to channels-last memory format (4-d inputs).
         seed: seed of the trainer's generator (random starts, the l_1 step's random k).
@@ -95,6 +102,10 @@ class Trainer:
         progress: show a tqdm bar in ``fit``; ``None``: only when stderr is a terminal.
         max_consecutive_skips: stop with ``NonFiniteTraining`` after this many consecutive
             non-finite steps.
+        validate: ``"every"`` batch is checked in full before its step (finite, in [0, 1],
+            labels within the model's classes: a few host synchronisations and one clean forward
+            pass per step); ``"first"`` checks the first batch in full, and later ones in full
+            only when their shape or dtype differs from it (for fast GPU runs on trusted data).
 
     Examples:
         >>> import torch, multirobust as mr
@@ -114,13 +125,14 @@ class Trainer:
         game: Game | Max | Avg | Msd,
         *,
         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-        compile: bool = False,
+        compile: bool | str = False,
         amp: bool = False,
         channels_last: bool = False,
         seed: int = 0,
         log_path: str | os.PathLike[str] | None = None,
         progress: bool | None = None,
         max_consecutive_skips: int = 20,
+        validate: str = "every",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -136,6 +148,32 @@ class Trainer:
                 f"(mr.fixed, mr.adaptive), got {type(game).__name__}"
             )
         _checks.integer_at_least("max_consecutive_skips", max_consecutive_skips, 1)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}; pass seed=0")
+        if scheduler is not None and not isinstance(
+            scheduler, torch.optim.lr_scheduler.LRScheduler
+        ):
+            raise TypeError(
+                "scheduler must be a torch.optim.lr_scheduler.LRScheduler or None, got "
+                f"{type(scheduler).__name__}; see mr.piecewise_linear"
+            )
+        held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        params = list(model.parameters())
+        if params and not any(id(p) in held for p in params):
+            raise ValueError(
+                "optimizer holds none of the model's parameters; build it with model.parameters()"
+            )
+        if log_path is not None:
+            folder = os.path.dirname(os.path.abspath(log_path))
+            if not os.path.isdir(folder):
+                raise ValueError(
+                    f"log_path: folder {folder} does not exist; create it first "
+                    "(os.makedirs) or pass another log_path"
+                )
+        if not isinstance(compile, bool):
+            _checks.one_of("compile", compile, COMPILE_MODES)
+        self.validate = _checks.one_of("validate", validate, ("every", "first"))
+        self._checked: tuple[Any, ...] | None = None  # shapes and dtypes of the checked batch
         self.model, self.optimizer, self.game, self.scheduler = model, optimizer, game, scheduler
         # Under DistributedDataParallel, attacks and per-player gradients use the bare module;
         # only the training loss goes through the wrapper (which all-reduces the gradients).
@@ -181,7 +219,7 @@ class Trainer:
                     steps=probe,
                     compiled=self.compile,
                 )
-        grads = player_gradients(self.module, inputs, y, game.norm)
+        grads = player_gradients(self.module, inputs, y, game.norm, compiled=self.compile)
         if _distributed():  # every rank must agree on the budgets: average the shards' norms
             torch.distributed.all_reduce(grads.norm)
             grads = grads._replace(norm=grads.norm / torch.distributed.get_world_size())
@@ -194,7 +232,7 @@ class Trainer:
             TypeError, ValueError: for a bad batch or model output, before any work.
         """
         x, y = _to_device(x, y, self.device)
-        check_batch(self.module, x, y, self.game.aggregator.players)
+        self._check(x, y)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         game, agg, model = self.game, self.game.aggregator, self.module
@@ -215,6 +253,14 @@ class Trainer:
             loss = agg.loss(self.model, batch)
         skipped = self._update(loss)
         return self._record(loss, used, batch, grads, skipped)
+
+    def _check(self, x: Tensor, y: Tensor) -> None:
+        typed = isinstance(x, Tensor) and isinstance(y, Tensor)
+        kind = (x.shape, x.dtype, y.shape, y.dtype) if typed else None
+        if kind is not None and self.validate == "first" and kind == self._checked:
+            return
+        check_batch(self.module, x, y, self.game.aggregator.players)
+        self._checked = kind
 
     def _update(self, loss: Tensor) -> bool:
         """Backward and optimiser step, unless the loss or a gradient is not finite.
@@ -309,6 +355,16 @@ class Trainer:
                 ``(x, y)`` pairs, before the first update.
         """
         _checks.integer_at_least("epochs", epochs, 1)
+        if not isinstance(loader, Iterable):
+            raise TypeError(
+                "loader must be an iterable of (x, y) batches, e.g. a DataLoader, got "
+                f"{type(loader).__name__}"
+            )
+        if epochs > 1 and isinstance(loader, Iterator):  # a generator, iter([...]), ...
+            raise TypeError(
+                "loader is a one-shot iterator, spent after one epoch; pass a DataLoader or a "
+                "list for epochs > 1"
+            )
         history = History()
         show = sys.stderr.isatty() if self.progress is None else self.progress
         bar = None
