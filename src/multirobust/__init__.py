@@ -15,6 +15,7 @@ from multirobust import diagnostics
 from multirobust.aggregators import Avg, Max, Msd, Perturbed, avg, max_, msd
 from multirobust.attacks import PGD, PGDResult, pgd
 from multirobust.budgets import Adaptive, BudgetState, Fixed, adaptive, adaptive_factors, fixed
+from multirobust.debug import InfeasiblePerturbation, check_feasibility
 from multirobust.evaluation import (
     SUITES,
     Curve,
@@ -46,6 +47,7 @@ __all__ = [
     "Curve",
     "Fixed",
     "History",
+    "InfeasiblePerturbation",
     "L1Eval",
     "Linf",
     "Max",
@@ -61,6 +63,7 @@ __all__ = [
     "adaptive",
     "adaptive_factors",
     "avg",
+    "check_feasibility",
     "combine",
     "diagnostics",
     "evaluate",

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from multirobust import debug
 from multirobust.attacks import Compile, frozen_model, input_gradient, iteration, origin, run_pgd
 from multirobust.players import Player, check_players, step_randomness
 
@@ -226,6 +227,10 @@ class Msd(_Aggregator):
             rngs = tuple(step_randomness(p, x, generator) for p in self.players)
             out = step(model, self.players, x, y, delta, eps, alpha, rngs)
             delta, win_loss, win, loss_now = out
+            if debug.enabled():  # each example's delta lies in its winning player's ball
+                for i, p in enumerate(self.players):
+                    mine = win == i
+                    debug.check_step(p, x[mine], delta[mine], eps[i], f"MSD step {t + 1}")
             if t == 0:  # the start point competes too
                 best_loss = loss_now
             better = win_loss > best_loss

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Shaped
 from torch import Tensor, nn
 
-from multirobust import _checks
+from multirobust import _checks, debug
 from multirobust.players import Budget, Player, step_randomness
 
 KEEP = ("max-loss", "first-success")
@@ -198,11 +198,16 @@ def run_pgd(
             found = found | wrong
 
     step = iteration(pgd_iteration, compiled)
+    checking = debug.enabled()
     for run in range(restarts + 1):
         delta = zero if run == 0 else player.init(x, eps, generator)
-        for _ in range(steps):
+        if checking and run > 0:
+            debug.check_step(player, x, delta, eps, f"the random start of restart {run}")
+        for t in range(steps):
             rng = step_randomness(player, x, generator)
             following, losses, logits = step(model, player, x, y, delta, eps, alpha, rng)
+            if checking:
+                debug.check_step(player, x, following, eps, f"PGD step {t + 1} of run {run}")
             record(delta, losses, logits)
             if keep == "first-success" and bool(found.all()):
                 break

@@ -10,6 +10,7 @@ always relative to the base budgets ``eps0_p``, never compounding.
 """
 
 import dataclasses
+import math
 from typing import NamedTuple
 
 import torch
@@ -45,13 +46,20 @@ def adaptive_factors(
     """The AdaptiveBudget factors ``||g_p|| / median(||g||)``, clamped; and whether they are valid.
 
     The median of an even number of norms is the mean of the two middle ones. If the median is
-    zero or any norm is not finite, the factors are all 1 (base budgets) and the flag is False.
+    zero, any norm is not finite, or (without a clamp) a factor is 0 or overflows, the factors are
+    all 1 (base budgets) and the flag is False.
 
     Examples:
         >>> f, ok = adaptive_factors(torch.tensor([1.0, 2.0, 8.0]))
         >>> f.tolist(), ok
         ([0.5, 1.0, 2.0], True)
     """
+    if not isinstance(norms, Tensor) or norms.dim() != 1 or norms.numel() == 0:
+        got = list(norms.shape) if isinstance(norms, Tensor) else type(norms).__name__
+        raise ValueError(
+            f"norms must be a non-empty 1-d tensor [K], one gradient norm per player, got {got}"
+        )
+    clamp = _check_clamp(clamp)
     m = norms.double().median() if norms.numel() % 2 else norms.double().quantile(0.5)
     ok = bool(torch.isfinite(norms).all()) and float(m) > 0
     if not ok:
@@ -59,7 +67,27 @@ def adaptive_factors(
     factor = (norms.double() / m).to(norms.dtype)
     if clamp is not None:
         factor = factor.clamp(clamp[0], clamp[1])
+    if not bool((torch.isfinite(factor) & (factor > 0)).all()):  # only without a clamp
+        return torch.ones_like(norms), False
     return factor, True
+
+
+def _check_clamp(clamp: object) -> tuple[float, float] | None:
+    """``clamp`` as a pair of floats ``(lo, hi)`` with ``0 < lo <= 1 <= hi < inf``, or ``None``."""
+    if clamp is None:
+        return None
+    try:
+        lo, hi = (float(c) for c in clamp)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"clamp must be a pair (lo, hi) with 0 < lo <= 1 <= hi, or None; got {clamp!r}"
+        ) from None
+    if not (0 < lo <= 1 <= hi) or not math.isfinite(hi):
+        raise ValueError(
+            f"clamp must satisfy 0 < lo <= 1 <= hi < inf, got {clamp!r}; "
+            "the paper uses (0.5, 2.0); None turns clamping off"
+        )
+    return lo, hi
 
 
 def _check_aggregator(aggregator: object) -> None:
@@ -134,20 +162,7 @@ class Adaptive:
         _checks.one_of("norm", self.norm, NORMS)
         _checks.one_of("timing", self.timing, TIMINGS)
         _checks.integer_at_least("probe_steps", self.probe_steps, 1)
-        if self.clamp is not None:
-            try:
-                lo, hi = (float(c) for c in self.clamp)
-            except (TypeError, ValueError):
-                raise TypeError(
-                    f"clamp must be a pair (lo, hi) with 0 < lo <= 1 <= hi, or None; "
-                    f"got {self.clamp!r}"
-                ) from None
-            if not (0 < lo <= 1 <= hi) or not torch.isfinite(torch.tensor(hi)):
-                raise ValueError(
-                    f"clamp must satisfy 0 < lo <= 1 <= hi < inf, got {self.clamp!r}; "
-                    "the paper uses (0.5, 2.0); None turns clamping off"
-                )
-            object.__setattr__(self, "clamp", (lo, hi))
+        object.__setattr__(self, "clamp", _check_clamp(self.clamp))
 
     @property
     def needs_gradients(self) -> bool:

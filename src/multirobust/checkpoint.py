@@ -25,7 +25,16 @@ class CheckpointError(RuntimeError):
 
 
 def save(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
+    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename).
+
+    Raises:
+        TypeError: ``state`` is not a dict (``load`` only returns dicts).
+    """
+    if not isinstance(state, dict):
+        raise TypeError(
+            f"state must be a dict (e.g. {{'model': model.state_dict()}}), got "
+            f"{type(state).__name__}; load() refuses anything else"
+        )
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -42,14 +51,40 @@ def save(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
         raise
 
 
+def _check_map_location(map_location: object) -> None:
+    """Reject a ``map_location`` that is not a device, or a CUDA device this machine lacks, before
+    loading: torch's own error would otherwise read as a corrupted file."""
+    try:
+        device = torch.device(map_location)  # type: ignore[call-overload]
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"map_location must be a device such as 'cpu' or 'cuda:0', got {map_location!r}"
+        ) from None
+    if device.type == "cuda" and (
+        not torch.cuda.is_available()
+        or (device.index is not None and device.index >= torch.cuda.device_count())
+    ):
+        raise ValueError(
+            f"map_location={map_location!r} but this machine has "
+            f"{torch.cuda.device_count()} CUDA device(s); pass map_location='cpu'"
+        )
+
+
 def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by ``save``, without executing any pickled code.
 
     Raises:
         CheckpointError: the file is missing, truncated, corrupted, or holds objects other than
             tensors and plain containers (a possible code-execution payload).
+        ValueError: ``map_location`` is not a device, or a CUDA device this machine lacks.
     """
     path = os.fspath(path)
+    _check_map_location(map_location)
+    if os.path.isdir(path):
+        raise CheckpointError(
+            f"checkpoint {path!r} is a folder, not a file; pass the file inside it, e.g. "
+            f"{os.path.join(path, 'checkpoint.pt')!r}"
+        )
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path!r} does not exist")
     try:

@@ -10,6 +10,8 @@ Examples:
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
+from multirobust import _checks
+
 
 def digits(test_fraction: float = 0.25, seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
     """scikit-learn's 8x8 digits (1797 images, 10 classes) as ``[n, 1, 8, 8]`` floats in [0, 1].
@@ -24,6 +26,10 @@ def digits(test_fraction: float = 0.25, seed: int = 0) -> tuple[TensorDataset, T
     Raises:
         ImportError: if scikit-learn is missing (``pip install scikit-learn``).
     """
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, int | float):
+        raise TypeError(
+            f"test_fraction must be a number in (0, 1), got {type(test_fraction).__name__}"
+        )
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
     try:
@@ -99,8 +105,7 @@ def fake_dataset(name: str, n: int, seed: int = 0) -> TensorDataset:
         (torch.Size([3, 32, 32]), True)
     """
     shape, classes = SHAPES[_dataset_name(name)]
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    _checks.integer_at_least("n", n, 1)
     g = torch.Generator().manual_seed(seed)
     return TensorDataset(
         torch.rand(n, *shape, generator=g), torch.randint(0, classes, (n,), generator=g)

@@ -93,7 +93,13 @@ def trajectory(source: Records, key: str) -> dict[str, list[float]]:
         {'linf': [1.0, 0.5], 'l2': [0.0, 0.5]}
     """
     out: dict[str, list[float]] = {}
-    for r in _records(source):
+    records = list(_records(source))
+    if records and not any(key in r for r in records):
+        raise ValueError(
+            f"key {key!r} is in no record; per-player keys: eps, alpha, gamma, player_loss, "
+            "grad_norm"
+        )
+    for r in records:
         values = r.get(key)
         if values is None:
             continue

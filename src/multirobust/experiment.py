@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from multirobust import checkpoint
+from multirobust import _checks, checkpoint
 from multirobust.aggregators import avg, max_, msd
-from multirobust.budgets import Adaptive, Fixed, fixed
+from multirobust.budgets import TIMINGS, Adaptive, Fixed, fixed
 from multirobust.budgets import adaptive as adaptive_policy
 from multirobust.models import MnistCNN, PreActResNet18
 from multirobust.players import Player, l1, l2, linf
@@ -118,6 +118,8 @@ def make_game(
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     if adaptive not in ADAPTIVE:
         raise ValueError(f"adaptive must be one of {', '.join(ADAPTIVE)}; got {adaptive!r}")
+    _checks.one_of("timing", timing, TIMINGS)  # also when adaptive="none": a typo is an error
+    _checks.integer_at_least("msd_steps", msd_steps, 1)
     players = tuple(players)
     agg = {"max": max_, "avg": avg}.get(method)
     aggregator = agg(*players) if agg is not None else msd(*players, steps=msd_steps)
@@ -172,6 +174,7 @@ def fit_with_checkpoints(
     Returns:
         The history of every step of the run, including resumed ones.
     """
+    _checks.integer_at_least("epochs", epochs, 1)
     path = os.path.join(os.fspath(out), "checkpoint.pt")
     records: list[dict[str, Any]] = []
     if resume and os.path.exists(path):
@@ -223,6 +226,14 @@ def init_distributed(device: str | None = None) -> Distributed:
     Args:
         device: ``"cuda"`` or ``"cpu"``; ``None`` picks CUDA when available.
     """
+    if device is not None:
+        if not isinstance(device, str) or device.split(":")[0] not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cuda', 'cpu' or None, got {device!r}")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} but CUDA is not available here; pass device='cpu' (or None "
+                "to pick CUDA only when available)"
+            )
     use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))

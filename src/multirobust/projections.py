@@ -21,6 +21,8 @@ def project_l1_ball(v: Float[Tensor, " b n"], eps: Float[Tensor, " b"]) -> Float
         tensor([[2.0000, 0.0000, 0.0000],
                 [0.2000, 0.1000, 0.0000]])
     """
+    if torch.finfo(v.dtype).bits < 32:  # bf16 cannot count past 256: work in float32
+        return project_l1_ball(v.float(), eps.float()).to(v.dtype)  # inside rows: exact
     a = v.abs()
     outside = a.sum(dim=1) > eps
     u = a.sort(dim=1, descending=True).values
@@ -52,6 +54,8 @@ def project_l1_ball_box(
         >>> project_l1_ball_box(torch.tensor([[0.5, 0.5]]), x, torch.tensor([0.4]))
         tensor([[0.1000, 0.3000]])
     """
+    if torch.finfo(v.dtype).bits < 32:  # as in project_l1_ball: work in float32
+        return project_l1_ball_box(v.float(), x.float(), eps.float(), iters).to(v.dtype)
     boxed = v.clamp(-x, 1 - x)
     # Capacity of each coordinate in the direction of v_i.
     cap = torch.where(v >= 0, 1 - x, x)

@@ -139,6 +139,20 @@ def _check_w(w: Tensor) -> None:
         raise ValueError(f"w must be a finite, non-zero vector [d + 1], got shape {list(w.shape)}")
 
 
+def _check_xy(x: Tensor, y: Tensor) -> None:
+    """Data as ``make_data`` returns it: finite ``x`` ``[n, d + 1]``, labels ``y`` in {-1, +1}."""
+    if x.dim() != 2 or y.shape != (x.shape[0],):
+        raise ValueError(f"x must be [n, d + 1] and y [n]; got {list(x.shape)}, {list(y.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x contains NaN or infinite values; the SVM needs finite inputs")
+    if not bool(((y == 1) | (y == -1)).all()):
+        found = torch.unique(y)[:4].tolist()
+        raise ValueError(
+            f"y must hold labels in {{-1, +1}}, got values such as {found}; map 0/1 labels "
+            "with y * 2 - 1"
+        )
+
+
 def _check_budgets(budgets: dict[str, float]) -> dict[str, float]:
     if not isinstance(budgets, dict) or set(budgets) != set(PLAYERS):
         got = sorted(budgets) if isinstance(budgets, dict) else type(budgets).__name__
@@ -274,6 +288,7 @@ def player_losses(
     """
     budgets = _check_budgets(budgets)
     _check_w(w)
+    _check_xy(x, y)
     attack_w = w if attack_w is None else attack_w
     return _losses_from_margins(y * (x @ w), _margin_shifts(w, attack_w, budgets, l1_mode))
 
@@ -462,6 +477,7 @@ def solve_sphere(
     """
     _check_solver(tol, max_iter)
     _check_w(w_init)
+    _check_xy(x, y)
     if shifts.shape[0] != gamma.shape[0] or bool((gamma < 0).any()):
         raise ValueError("gamma must be non-negative with one entry per row of shifts")
     return _solve(x * y[:, None], shifts, gamma.to(x.dtype), w_init, tol, max_iter)
@@ -500,6 +516,7 @@ def natural_weights(
         1.0
     """
     _check_solver(tol, max_iter)
+    _check_xy(x, y)
     return _natural(x * y[:, None], tol, max_iter)
 
 
@@ -633,8 +650,7 @@ def train(
     _checks.positive_finite("lr", lr)
     _check_solver(tol, max_iter)
     budgets = _check_budgets(budgets)
-    if x.dim() != 2 or y.shape != (x.shape[0],):
-        raise ValueError(f"x must be [n, d + 1] and y [n]; got {list(x.shape)}, {list(y.shape)}")
+    _check_xy(x, y)
     yx = x * y[:, None]
     if w0 is None:
         start = _natural(yx, tol, max_iter)
