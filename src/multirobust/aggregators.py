@@ -99,9 +99,16 @@ class _Aggregator:
         with frozen_model(model), torch.no_grad():
             return self._perturb(model, x, y, eps, alpha, generator, compiled)
 
-    def loss(self, model: Model, batch: Perturbed) -> Tensor:
-        """The training loss: mean cross-entropy of ``model`` on the adversarial batch."""
-        return F.cross_entropy(model(batch.x).float(), batch.y)
+    def loss(self, model: Model, batch: Perturbed, compiled: Compile = False) -> Tensor:
+        """The training loss: mean cross-entropy of ``model`` on the adversarial batch.
+
+        ``compiled`` runs the forward (and so its backward) through ``torch.compile``; never as
+        CUDA graphs, which the training step's autograd graph does not need.
+        """
+        without_graphs = {True: "default", "reduce-overhead": "default"}
+        without_graphs["max-autotune"] = "max-autotune-no-cudagraphs"
+        mode = without_graphs.get(compiled, compiled)  # type: ignore[call-overload]
+        return iteration(training_loss, mode)(model, batch.x, batch.y)
 
     def each_player(
         self,
@@ -239,6 +246,11 @@ class Msd(_Aggregator):
             best_from = torch.where(better, win, best_from)
         gamma = torch.stack([(best_from == i).float().mean() for i in range(k)])
         return Perturbed(lead.apply(x, best).detach(), y, gamma, None, None)
+
+
+def training_loss(model: Model, x: Tensor, y: Tensor) -> Tensor:
+    """Mean cross-entropy of ``model`` on ``(x, y)``, in float32."""
+    return F.cross_entropy(model(x).float(), y)
 
 
 def msd_iteration(

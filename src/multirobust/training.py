@@ -250,7 +250,7 @@ class Trainer:
                 if game.needs_gradients:
                     grads, _ = self._player_gradients(x, y, batch)
                     self.budgets = game.update(self.budgets, grads.norm)  # for the next batch
-            loss = agg.loss(self.model, batch)
+            loss = agg.loss(self.model, batch, self.compile)
         skipped = self._update(loss)
         return self._record(loss, used, batch, grads, skipped)
 
