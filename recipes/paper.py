@@ -35,6 +35,19 @@ def parse_args(dataset: str, argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--eval-n", type=int, default=None, help="test images to evaluate (all)")
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument(
+        "--compile",
+        choices=("none", "default", "reduce-overhead"),
+        default="none",
+        help="torch.compile the attack iterations and the training step "
+        "(reduce-overhead: and replay the iterations as CUDA graphs)",
+    )
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="the measured fast path on a GPU: --amp --channels-last --compile reduce-overhead, "
+        "cudnn.benchmark, and only the first batch's values checked (docs/performance.md)",
+    )
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
@@ -45,6 +58,9 @@ def parse_args(dataset: str, argv: list[str] | None) -> argparse.Namespace:
 def main(dataset: str, argv: list[str] | None = None) -> dict:
     args = parse_args(dataset, argv)
     dist = ex.init_distributed(args.device)
+    if args.fast:
+        args.amp, args.channels_last, args.compile = True, True, "reduce-overhead"
+        torch.backends.cudnn.benchmark = True
     settings = ex.paper_settings(dataset)
     players, msd_steps = settings.players, settings.msd_steps
     eval_steps, eval_restarts = settings.eval_steps, settings.eval_restarts
@@ -103,6 +119,8 @@ def main(dataset: str, argv: list[str] | None = None) -> dict:
         scheduler=schedule,
         amp=args.amp,
         channels_last=args.channels_last,
+        compile=False if args.compile == "none" else args.compile,
+        validate="first" if args.fast else "every",
         seed=args.seed + dist.rank,
         log_path=os.path.join(args.out, "metrics.jsonl") if dist.is_main else None,
     )

@@ -36,6 +36,37 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
     return ckpt.load(folder / "checkpoint.pt")["trainer"]["model"]
 
 
+@pytest.mark.slow
+def test_paper_recipe_fast_path_on_fake_data(tmp_path):
+    """--fast on the CPU: compiled (CUDA graphs only apply on a GPU), bf16, channels-last."""
+    run(
+        "recipes/mnist.py",
+        "--smoke",
+        "--fake-data",
+        "--device",
+        "cpu",
+        "--fast",
+        "--epochs",
+        "1",
+        "--method",
+        "msd",
+        "--adaptive",
+        "l2",
+        "--timing",
+        "lagged",
+        "--out",
+        str(tmp_path),
+    )
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert (config["compile"], config["amp"], config["channels_last"]) == (
+        "reduce-overhead",
+        True,
+        True,
+    )
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["steps"] == 4 and 0 <= results["pgd"]["union"] <= 1
+
+
 @pytest.mark.parametrize(
     "dataset", ["mnist", "cifar10", pytest.param("cifar100", marks=pytest.mark.slow)]
 )
