@@ -335,6 +335,11 @@ def test_trainer_seed_must_be_an_int() -> None:
 def test_trainer_scheduler_must_be_a_scheduler() -> None:
     with untyped(), pytest.raises(TypeError, match=r"scheduler must be a torch.optim.lr_scheduler"):
         trainer(scheduler="cosine")
+    net = model()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)
+    with pytest.raises(TypeError, match="ReduceLROnPlateau needs a metric"):
+        mr.Trainer(net, opt, mr.max_(LINF), scheduler=plateau)
 
 
 def test_trainer_optimizer_must_hold_the_models_parameters() -> None:

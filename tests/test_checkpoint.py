@@ -9,6 +9,13 @@ import torch
 from multirobust import checkpoint
 
 
+def test_map_location_as_a_dict_or_a_function_is_passed_to_torch(tmp_path):
+    path = tmp_path / "c.pt"
+    checkpoint.save(path, {"w": torch.arange(3.0)})
+    for where in ({"cpu": "cpu"}, lambda storage, location: storage):
+        assert torch.equal(checkpoint.load(path, map_location=where)["w"], torch.arange(3.0))
+
+
 def test_round_trip(tmp_path):
     path = tmp_path / "sub" / "c.pt"
     state = {"w": torch.arange(4.0), "epoch": 2, "nested": {"g": torch.ByteTensor([1, 2])}}

@@ -309,3 +309,13 @@ def test_reaches_the_analytic_worst_case_of_a_linear_model(name: str, dtype: tor
     assert bool((decrease >= 0.98 * eps * target(v)).all()), decrease / (eps * target(v))
     worst = eps * dual(v)
     assert bool((decrease <= worst * (1 + 1e-5)).all()), decrease / worst  # nothing beats it
+
+
+def test_out_of_memory_in_the_clean_forward_is_not_reported_as_bad_input() -> None:
+    class Hungry(torch.nn.Module):
+        def forward(self, x):
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    x, y = torch.rand(2, 1, 2, 2), torch.tensor([0, 1])
+    with pytest.raises(torch.OutOfMemoryError):  # callers' batch-size searches catch this
+        mr.pgd(mr.linf(eps=0.1, alpha=0.05), steps=1)(Hungry(), x, y)

@@ -15,6 +15,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import multirobust as mr
+from multirobust.players import step_randomness
 
 KINDS = ("linf", "l2", "l1", "l1-ball-box")
 DTYPES = (torch.float32, torch.float64)
@@ -349,3 +350,17 @@ def test_module_level_defaults_are_the_papers() -> None:
     assert (mr.l1.eps, mr.l1.alpha, mr.l1.steps) == (12.0, 1.0, 50)
     assert (mr.l1.k_min, mr.l1.k_max, mr.l1.gap, mr.l1.projection) == (5, 20, None, "ball")
     assert {p.name for p in (mr.linf, mr.l2, mr.l1)} == {"linf", "l2", "l1"}
+
+
+def test_l1_draws_its_k_before_the_step_unless_a_subclass_chooses_k_itself():
+    x, g = torch.rand(2, 1, 4, 4), torch.Generator().manual_seed(0)
+    k = step_randomness(mr.l1(alpha=0.5, k_min=2, k_max=4), x, g)
+    assert k.dim() == 0 and 2 <= int(k) <= 4
+
+    @dataclasses.dataclass(frozen=True)
+    class OwnK(mr.L1):
+        def step_k(self, delta, generator):
+            return torch.randint(2, 4, (), generator=generator)
+
+    assert OwnK().draw is None and step_randomness(OwnK(), x, g) is g
+    assert step_randomness(mr.l1_eval, x, g) is g  # its k comes from delta

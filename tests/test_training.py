@@ -153,6 +153,33 @@ def test_too_many_consecutive_non_finite_steps_stop_the_run():
         t.fit(DataLoader(data(), batch_size=8), epochs=1)
 
 
+class Prefetcher:
+    """An iterator that resets itself in ``__iter__`` (as GPU prefetchers do): re-iterable."""
+
+    def __init__(self, batches):
+        self.batches, self.i = batches, 0
+
+    def __iter__(self):
+        self.i = 0
+        return self
+
+    def __next__(self):
+        if self.i == len(self.batches):
+            raise StopIteration
+        self.i += 1
+        return self.batches[self.i - 1]
+
+
+def test_fit_accepts_any_reiterable_loader_and_explains_a_spent_one():
+    batches = [tuple(data(8).tensors)]
+    assert len(trainer(mr.max_(LINF)).fit(Prefetcher(batches), epochs=2)) == 2
+    t = trainer(mr.max_(LINF))
+    spent = iter(batches)
+    t.fit(spent, epochs=1)  # one epoch at a time, as fit_with_checkpoints calls it
+    with pytest.raises(ValueError, match="it did before: a one-shot iterator is spent"):
+        t.fit(spent, epochs=1)
+
+
 def test_validate_first_checks_the_first_batch_and_any_batch_of_another_shape():
     x, y = data(8).tensors
     fast = trainer(mr.max_(LINF), validate="first")

@@ -158,6 +158,8 @@ def forward(model: nn.Module, x: Tensor) -> Any:
     """
     try:
         return model(x)
+    except torch.OutOfMemoryError:
+        raise  # not a property of x: callers (batch-size searches) catch it as such
     except (RuntimeError, ValueError, TypeError, IndexError) as e:
         tensors = _model_tensors(model)
         devices = list(dict.fromkeys(str(t.device) for t in tensors))

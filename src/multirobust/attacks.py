@@ -124,17 +124,18 @@ def _compiled(fn: Callable[..., Any], mode: str) -> Callable[..., Any]:
     return torch.compile(fn, dynamic=False, mode=None if mode == "default" else mode)
 
 
-def iteration(fn: F_, compile: Compile) -> F_:
+def iteration(fn: F_, compile: Compile, name: str = "compiled") -> F_:
     """``fn`` (an attack iteration), or ``fn`` through ``torch.compile`` in the mode ``compile``.
 
     Compiled once per mode and reused (per model, player and shape, as ``torch.compile``
-    guards). Under CUDA graphs each call starts a new graph step and copies its outputs out of the
-    graph's memory, so the attack loop may keep them across iterations.
+    guards). Under CUDA graphs each call starts a new graph step and copies its outputs (a tuple
+    of tensors) out of the graph's memory, so the attack loop may keep them across iterations.
+    ``name`` is the argument a bad mode is reported under.
     """
     if compile is False:
         return fn
     mode = "default" if compile is True else compile
-    _checks.one_of("compile", mode, COMPILE_MODES)
+    _checks.one_of(name, mode, COMPILE_MODES)
     compiled = _compiled(fn, mode)
     if mode not in ("reduce-overhead", "max-autotune"):
         return compiled  # type: ignore[return-value]

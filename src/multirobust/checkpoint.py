@@ -53,7 +53,10 @@ def save(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
 
 def _check_map_location(map_location: object) -> None:
     """Reject a ``map_location`` that is not a device, or a CUDA device this machine lacks, before
-    loading: torch's own error would otherwise read as a corrupted file."""
+    loading: torch's own error would otherwise read as a corrupted file. A dict or a function
+    (torch.load's other forms) is passed through unchecked."""
+    if isinstance(map_location, dict) or callable(map_location):
+        return
     try:
         device = torch.device(map_location)  # type: ignore[call-overload]
     except (RuntimeError, TypeError, ValueError):
@@ -70,7 +73,7 @@ def _check_map_location(map_location: object) -> None:
         )
 
 
-def load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by ``save``, without executing any pickled code.
 
     Raises:

@@ -174,8 +174,6 @@ class L1Eval(L1):
         """The most coordinates one step can move: the first step's count."""
         return self._k_start(n)
 
-    draw = None  # the step's count comes from delta, not from random numbers
-
     def step_k(self, delta: Tensor, generator: torch.Generator | Tensor | None) -> Tensor:
         """The number of coordinates of the next step, per example: ``sparsity(delta)``."""
         return self.sparsity(delta)

@@ -7,6 +7,7 @@ a per-example tensor ``[b]``), so budget policies can change them without rebuil
 """
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -363,9 +364,14 @@ class L1(_NormPlayer):
         """The number of coordinates of one step, as a 0-d tensor (no host sync, no recompile)."""
         return torch.randint(self.k_min, self.k_max + 1, (), generator=generator, device=device)
 
-    def draw(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
-        """The next step's random number of coordinates (``draw_k``), drawn before the step."""
-        return self.draw_k(generator, x.device)
+    @property
+    def draw(self) -> Callable[[Tensor, torch.Generator | None], Tensor] | None:
+        """``draw(x, generator)``: the next step's random number of coordinates (``draw_k``),
+        drawn before the step; ``None`` for a subclass that overrides ``step_k`` (which then gets
+        the generator itself, as before ``draw`` existed)."""
+        if type(self).step_k is not L1.step_k:
+            return None
+        return lambda x, generator: self.draw_k(generator, x.device)
 
     def direction(
         self,

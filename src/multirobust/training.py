@@ -6,6 +6,7 @@ optimiser step -> a metrics record.
 """
 
 import contextlib
+import inspect
 import itertools
 import json
 import math
@@ -90,11 +91,14 @@ class Trainer:
             one (``mr.fixed(...)``, ``mr.adaptive(...)``).
         scheduler: a learning-rate scheduler stepped once per batch (see
             ``piecewise_linear``).
-        compile: run each attack iteration (a PGD step, or an MSD step with its K candidates)
-            through ``torch.compile``; the Python loop over iterations stays eager. ``True`` for
-            the default mode, or a mode name: ``"reduce-overhead"`` also replays each iteration
-            as a CUDA graph (GPU only; the fastest on small models). Compilation happens on first
-            use (seconds to a minute); budgets are tensors, so changing them never recompiles.
+        compile: run each attack iteration (a PGD step, or an MSD step with its K candidates),
+            the per-player gradients and the training forward and backward through
+            ``torch.compile``; the Python loop over iterations stays eager. ``True`` for the
+            default mode, or a mode name: ``"reduce-overhead"`` also replays the attack
+            iterations and per-player gradients as CUDA graphs (GPU only; the fastest on small
+            models), never the training step (``"max-autotune"`` runs it as
+            ``"max-autotune-no-cudagraphs"``). Compilation happens on first use (seconds to a
+            minute); budgets are tensors, so changing them never recompiles.
         amp: run forward passes under bf16 autocast.
         channels_last: convert the model and inputs to channels-last memory format (4-d inputs).
         seed: seed of the trainer's generator (random starts, the l_1 step's random k).
@@ -150,12 +154,14 @@ class Trainer:
         _checks.integer_at_least("max_consecutive_skips", max_consecutive_skips, 1)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}; pass seed=0")
-        if scheduler is not None and not isinstance(
-            scheduler, torch.optim.lr_scheduler.LRScheduler
+        if scheduler is not None and (
+            not isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler)
+            or isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
         ):
             raise TypeError(
-                "scheduler must be a torch.optim.lr_scheduler.LRScheduler or None, got "
-                f"{type(scheduler).__name__}; see mr.piecewise_linear"
+                "scheduler must be a torch.optim.lr_scheduler.LRScheduler stepped once per batch "
+                f"without arguments, or None, got {type(scheduler).__name__}; see "
+                "mr.piecewise_linear (ReduceLROnPlateau needs a metric: step it yourself)"
             )
         held = {id(p) for group in optimizer.param_groups for p in group["params"]}
         params = list(model.parameters())
@@ -355,12 +361,12 @@ class Trainer:
                 ``(x, y)`` pairs, before the first update.
         """
         _checks.integer_at_least("epochs", epochs, 1)
-        if not isinstance(loader, Iterable):
+        if not (hasattr(loader, "__iter__") or hasattr(loader, "__getitem__")):
             raise TypeError(
                 "loader must be an iterable of (x, y) batches, e.g. a DataLoader, got "
                 f"{type(loader).__name__}"
             )
-        if epochs > 1 and isinstance(loader, Iterator):  # a generator, iter([...]), ...
+        if epochs > 1 and _one_shot(loader):
             raise TypeError(
                 "loader is a one-shot iterator, spent after one epoch; pass a DataLoader or a "
                 "list for epochs > 1"
@@ -382,7 +388,12 @@ class Trainer:
                     bar.update(1)
                     bar.set_postfix(loss=f"{history.records[-1]['loss']:.3f}")
             if seen == 0:
-                raise ValueError("loader yielded no batch; pass a non-empty DataLoader")
+                spent = " (it did before: a one-shot iterator is spent after one pass)"
+                raise ValueError(
+                    "loader yielded no batch"
+                    + (spent if self.epochs_done > 0 else "")
+                    + "; pass a non-empty DataLoader or a list"
+                )
             self.epochs_done += 1
             if on_epoch_end is not None:
                 on_epoch_end(self, history)
@@ -426,6 +437,14 @@ class Trainer:
 
 def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _one_shot(loader: Any) -> bool:
+    """A generator or a built-in iterator (``iter([...])``, ``zip``, ``map``): spent after one pass.
+    Other iterators may reset themselves in ``__iter__`` (prefetchers), so they are trusted."""
+    return inspect.isgenerator(loader) or (
+        isinstance(loader, Iterator) and type(loader).__module__ == "builtins"
+    )
 
 
 def _unpack(item: Any) -> tuple[Tensor, Tensor]:
