@@ -5,30 +5,16 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 
 import multirobust as mr
 from multirobust import gradients
 from multirobust.aggregators import msd_iteration
 from multirobust.attacks import pgd_iteration
 from multirobust.players import step_randomness
+from test_training import L1, L2, LINF
+from test_training import tiny_model as model
 
-PLAYERS = (
-    mr.linf(eps=0.1, alpha=0.05, steps=3),
-    mr.l2(eps=0.5, alpha=0.25, steps=3),
-    mr.l1(eps=2.0, alpha=0.5, steps=3, k_min=2, k_max=6),
-)
-
-
-def model() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1),
-        nn.BatchNorm2d(4),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(4 * 36, 5),
-    )
+PLAYERS = tuple(p(steps=3) for p in (LINF, L2, L1))
 
 
 @pytest.mark.usefixtures("untyped")
