@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 import multirobust as mr
 from multirobust.data import digits
-from multirobust.experiment import fit_with_checkpoints, make_game, plot_history
+from multirobust.experiment import ADAPTIVE, METHODS, fit_with_checkpoints, make_game, plot_history
 from multirobust.models import DigitsCNN
 
 # Budgets for 8x8 images in [0, 1] (64 coordinates): l_inf 0.1 is 1.6 of the 16 grey levels.
@@ -42,7 +42,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue unfinished runs in --out")
     p.add_argument("--smoke", action="store_true", help="tiny run for tests (seconds)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # Every flag is checked here, before the first of the six models trains.
+    for flag, low in (("epochs", 1), ("msd_steps", 1), ("eval_steps", 1), ("eval_restarts", 0)):
+        if getattr(args, flag) < low:
+            p.error(f"--{flag.replace('_', '-')} must be >= {low}, got {getattr(args, flag)}")
+    for flag, known in (("methods", METHODS), ("adaptive", ADAPTIVE)):
+        unknown = [v for v in getattr(args, flag).split(",") if v not in known]
+        if unknown:
+            p.error(f"--{flag}: unknown {unknown[0]!r}; choose from {', '.join(known)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict:

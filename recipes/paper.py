@@ -53,7 +53,12 @@ def parse_args(dataset: str, argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
     p.add_argument("--smoke", action="store_true", help="seconds on CPU: tiny data and attacks")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for flag in ("epochs", "batch_size", "eval_n"):  # checked before any download or step
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            p.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    return args
 
 
 def main(dataset: str, argv: list[str] | None = None) -> dict:

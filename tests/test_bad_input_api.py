@@ -249,6 +249,11 @@ def test_adaptive_factors_norms_must_be_one_per_player(norms: torch.Tensor) -> N
         mr.adaptive_factors(norms)
 
 
+def test_adaptive_factors_norms_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match=r"norms must be >= 0 \(gradient norms\), got \[1.0, -2.0"):
+        mr.adaptive_factors(torch.tensor([1.0, -2.0, 3.0]))
+
+
 @pytest.mark.parametrize("clamp", [(0.5,), (0.5, 1.0, 2.0), "wide"])
 def test_adaptive_clamp_must_be_a_pair(clamp: object) -> None:
     if TYPECHECKED:  # the annotation `tuple[float, float] | None` answers first
@@ -386,6 +391,18 @@ def test_fit_one_shot_iterator_for_several_epochs() -> None:
     with pytest.raises(TypeError, match="loader is a one-shot iterator"):
         t.fit(iter([(x, y)]), epochs=2)
     assert t.steps_done == 0
+
+
+def test_trainer_load_state_dict_needs_a_trainer_state_of_the_same_game() -> None:
+    def of(game) -> mr.Trainer:
+        net = model()
+        return mr.Trainer(net, torch.optim.SGD(net.parameters(), lr=0.1), game)
+
+    saved = of(mr.max_(LINF, L2)).state_dict()
+    with pytest.raises(ValueError, match=r"state must be a Trainer.state_dict\(\), got missing"):
+        of(mr.max_(LINF, L2)).load_state_dict(saved["model"])
+    with pytest.raises(ValueError, match="saved by a game of 2 players, this trainer's has 1"):
+        of(mr.max_(LINF)).load_state_dict(saved)
 
 
 def test_fit_empty_dataloader() -> None:
@@ -699,12 +716,14 @@ def test_recipe_flags_with_unknown_names(flags: list[str], capsys) -> None:
     assert f"argument {flags[0]}: invalid choice: '{flags[1]}'" in capsys.readouterr().err
 
 
-def test_digits_recipe_unknown_method(tmp_path: Path) -> None:
+def test_digits_recipe_unknown_method(tmp_path: Path, capsys) -> None:
     pytest.importorskip("sklearn")
     digits = recipe("digits.py")
-    with pytest.raises(ValueError, match="method must be one of max, avg, msd; got 'mad'"):
+    with pytest.raises(SystemExit) as exit_:
         digits.main(["--smoke", "--methods", "mad", "--out", str(tmp_path)])
-    assert not list(tmp_path.glob("*/checkpoint.pt"))  # nothing trained
+    assert exit_.value.code == 2
+    assert "--methods: unknown 'mad'; choose from max, avg, msd" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written, nothing trained
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,6 +36,29 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
     return ckpt.load(folder / "checkpoint.pt")["trainer"]["model"]
 
 
+@pytest.mark.parametrize(
+    ("script", "flag", "value", "message"),
+    [
+        ("recipes/digits.py", "--eval-steps", "0", "--eval-steps must be >= 1, got 0"),
+        ("recipes/digits.py", "--eval-restarts", "-1", "--eval-restarts must be >= 0, got -1"),
+        ("recipes/digits.py", "--methods", "max,fgsm", "--methods: unknown 'fgsm'"),
+        ("recipes/digits.py", "--adaptive", "l3", "--adaptive: unknown 'l3'"),
+        ("recipes/cifar10.py", "--epochs", "0", "--epochs must be >= 1, got 0"),
+        ("recipes/cifar10.py", "--batch-size", "0", "--batch-size must be >= 1, got 0"),
+    ],
+)
+def test_bad_recipe_flags_fail_before_any_work(script, flag, value, message, tmp_path):
+    out = subprocess.run(
+        [sys.executable, script, flag, value, "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
 @pytest.mark.slow
 def test_paper_recipe_fast_path_on_fake_data(tmp_path):
     """--fast on the CPU: compiled (CUDA graphs only apply on a GPU), bf16, channels-last."""

@@ -59,6 +59,8 @@ def adaptive_factors(
         raise ValueError(
             f"norms must be a non-empty 1-d tensor [K], one gradient norm per player, got {got}"
         )
+    if bool((norms < 0).any()):
+        raise ValueError(f"norms must be >= 0 (gradient norms), got {norms.tolist()}")
     clamp = _check_clamp(clamp)
     m = norms.double().median() if norms.numel() % 2 else norms.double().quantile(0.5)
     ok = bool(torch.isfinite(norms).all()) and float(m) > 0

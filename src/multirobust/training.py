@@ -417,7 +417,27 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a ``state_dict``."""
+        """Restore a ``state_dict``.
+
+        Raises:
+            ValueError: if ``state`` is not a ``Trainer.state_dict()``, or was saved by a game
+                with another number of players; before anything is restored.
+        """
+        keys = ("model", "optimizer", "scheduler", "budgets", "generator", "torch_rng")
+        keys += ("steps_done", "epochs_done")
+        missing = [k for k in keys if k not in state] if isinstance(state, dict) else keys
+        if not isinstance(state, dict) or missing:
+            got = f"missing {missing}" if isinstance(state, dict) else type(state).__name__
+            raise ValueError(
+                f"state must be a Trainer.state_dict(), got {got}; pass what state_dict() "
+                "returned (a recipe checkpoint keeps it under 'trainer')"
+            )
+        k_saved, k_here = len(state["budgets"]["eps"]), len(self.budgets.eps)
+        if k_saved != k_here:
+            raise ValueError(
+                f"state was saved by a game of {k_saved} players, this trainer's has {k_here}; "
+                "resume with the game the run was started with"
+            )
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
