@@ -2,10 +2,11 @@
 
 import os
 
-import jaxtyping
 import pytest
 import torch
 from hypothesis import settings
+
+from typechecking import untyped
 
 settings.register_profile("default", max_examples=40, deadline=None)
 settings.register_profile("thorough", max_examples=400, deadline=None)
@@ -24,11 +25,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-@pytest.fixture
-def untyped():
-    """Turn off the test run's jaxtyping + beartype checks for one test: ``torch.compile`` cannot
-    trace the checking wrappers (users, who run without them, never meet this)."""
-    before = jaxtyping.config.jaxtyping_disable
-    jaxtyping.config.update("jaxtyping_disable", True)
-    yield
-    jaxtyping.config.update("jaxtyping_disable", before)
+@pytest.fixture(name="untyped")
+def untyped_fixture():
+    """The test runs without the type checker (see ``typechecking.untyped``)."""
+    with untyped():
+        yield

@@ -8,15 +8,12 @@ sees what users see; where an annotation answers first in the test run, the test
 A known hole is a strict xfail whose reason names the file and the fix (none open now).
 """
 
-import contextlib
 import copy
 import importlib.util
 import math
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
-import jaxtyping
 import pytest
 import torch
 from torch import nn
@@ -26,23 +23,13 @@ import multirobust as mr
 from multirobust import _checks, checkpoint, diagnostics, experiment, svm
 from multirobust import data as mrdata
 from multirobust.evaluation import Curve, Report, combine, l1_eval, plot_curves, union_accuracy
+from typechecking import untyped
 
 ROOT = Path(__file__).resolve().parents[1]
 TYPECHECKED = hasattr(mr.pgd, "__wrapped__")  # the jaxtyping import hook wraps every function
 LINF = mr.linf(eps=0.1, alpha=0.05, steps=1)
 L2 = mr.l2(eps=0.5, alpha=0.25, steps=1)
 CUDA = pytest.param("cuda", marks=pytest.mark.gpu)
-
-
-@contextlib.contextmanager
-def untyped() -> Iterator[None]:
-    """Run without the test run's type checker, as users do."""
-    was = jaxtyping.config.jaxtyping_disable
-    jaxtyping.config.update("jaxtyping_disable", True)
-    try:
-        yield
-    finally:
-        jaxtyping.config.update("jaxtyping_disable", was)
 
 
 def model() -> nn.Module:

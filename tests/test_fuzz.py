@@ -13,14 +13,12 @@ Sized for the default CI run on 2 CPU cores (``HYPOTHESIS_PROFILE=thorough`` sca
 counts up tenfold).
 """
 
-import contextlib
 import math
 import os
 import re
 import statistics
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import jaxtyping
 import pytest
 import torch
 import torch.nn.functional as F
@@ -31,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import multirobust as mr
+from typechecking import untyped
 
 KINDS = ("linf", "l2", "l1", "l1-ball-box")
 DTYPES = (torch.float32, torch.float64)
@@ -665,17 +664,6 @@ def test_evaluate_reports_shares_with_robust_at_most_clean(case: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def without_type_checker() -> Iterator[None]:
-    """Turn the test run's type checker off: what users, who run without it, get."""
-    before = jaxtyping.config.jaxtyping_disable
-    jaxtyping.config.update("jaxtyping_disable", True)
-    try:
-        yield
-    finally:
-        jaxtyping.config.update("jaxtyping_disable", before)
-
-
 def assert_rejected(
     call: Callable[[], object], name: str, ours: str | None = None, accepted: bool = False
 ) -> None:
@@ -694,7 +682,7 @@ def assert_rejected(
         assert_ours(info.value, pattern)
         return
     assert f"parameter '{name}'" in str(info.value), str(info.value)
-    with without_type_checker():
+    with untyped():
         try:
             call()
         except (TypeError, ValueError) as e:

@@ -18,7 +18,7 @@ RECIPES = ROOT / "recipes"
 sys.path.insert(0, str(RECIPES))
 
 
-def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+def run(*args: str, timeout: int = 300, returncode: int = 0) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
         [sys.executable, *args],
@@ -28,7 +28,7 @@ def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
         env=env,
         cwd=ROOT,
     )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert out.returncode == returncode, out.stdout[-3000:] + out.stderr[-3000:]
     return out
 
 
@@ -48,14 +48,8 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
     ],
 )
 def test_bad_recipe_flags_fail_before_any_work(script, flag, value, message, tmp_path):
-    out = subprocess.run(
-        [sys.executable, script, flag, value, "--out", str(tmp_path / "run")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
-    assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
+    out = run(script, flag, value, "--out", str(tmp_path / "run"), timeout=120, returncode=2)
+    assert message in out.stderr, out.stderr[-2000:]
     assert not (tmp_path / "run").exists()  # nothing written
 
 

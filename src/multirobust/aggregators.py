@@ -42,6 +42,13 @@ class Perturbed(NamedTuple):
 
 Model = Callable[[Tensor], Tensor]
 
+_WITHOUT_GRAPHS: dict[object, str] = {
+    True: "default",
+    "reduce-overhead": "default",
+    "max-autotune": "max-autotune-no-cudagraphs",
+}
+"""The compile mode of the training step for each mode of the attacks: never CUDA graphs."""
+
 
 @dataclasses.dataclass(frozen=True)
 class _Aggregator:
@@ -105,9 +112,7 @@ class _Aggregator:
         ``compiled`` runs the forward (and so its backward) through ``torch.compile``; never as
         CUDA graphs, which the training step's autograd graph does not need.
         """
-        without_graphs = {True: "default", "reduce-overhead": "default"}
-        without_graphs["max-autotune"] = "max-autotune-no-cudagraphs"
-        mode = without_graphs.get(compiled, compiled)  # type: ignore[call-overload]
+        mode = _WITHOUT_GRAPHS.get(compiled, compiled)  # type: ignore[call-overload]
         return iteration(training_loss, mode)(model, batch.x, batch.y)
 
     def each_player(
@@ -143,12 +148,8 @@ class _Aggregator:
 
 
 @dataclasses.dataclass(frozen=True)
-class Max(_Aggregator):
-    """MAX (Tramèr & Boneh, 2019): per example, train on the player whose attack hurts most.
-
-    Every player runs its own PGD; per example the highest-loss adversarial input is kept.
-    ``gamma_p`` is the fraction of examples won by player p.
-    """
+class _EachPlayer(_Aggregator):
+    """An aggregator that combines the players' own attacks (``each_player``): MAX and AVG."""
 
     def _perturb(
         self,
@@ -161,6 +162,21 @@ class Max(_Aggregator):
         compiled: Compile,
     ) -> Perturbed:
         inputs, losses = self.each_player(model, x, y, eps, alpha, generator, compiled=compiled)
+        return self._combine(x, y, inputs, losses)
+
+    def _combine(self, x: Tensor, y: Tensor, inputs: Tensor, losses: Tensor) -> Perturbed:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class Max(_EachPlayer):
+    """MAX (Tramèr & Boneh, 2019): per example, train on the player whose attack hurts most.
+
+    Every player runs its own PGD; per example the highest-loss adversarial input is kept.
+    ``gamma_p`` is the fraction of examples won by player p.
+    """
+
+    def _combine(self, x: Tensor, y: Tensor, inputs: Tensor, losses: Tensor) -> Perturbed:
         win = losses.argmax(dim=0)
         chosen = inputs[win, torch.arange(x.shape[0], device=x.device)]
         gamma = torch.bincount(win, minlength=len(self.players)).float() / x.shape[0]
@@ -168,24 +184,14 @@ class Max(_Aggregator):
 
 
 @dataclasses.dataclass(frozen=True)
-class Avg(_Aggregator):
+class Avg(_EachPlayer):
     """AVG (Tramèr & Boneh, 2019): train on every player's adversarial batch at once.
 
     The loss is the mean over players of each batch-mean cross-entropy, i.e. one batch of size
     ``K * b``. ``gamma_p = 1 / K``.
     """
 
-    def _perturb(
-        self,
-        model: Model,
-        x: Tensor,
-        y: Tensor,
-        eps: Tensor,
-        alpha: Tensor,
-        generator: torch.Generator | None,
-        compiled: Compile,
-    ) -> Perturbed:
-        inputs, losses = self.each_player(model, x, y, eps, alpha, generator, compiled=compiled)
+    def _combine(self, x: Tensor, y: Tensor, inputs: Tensor, losses: Tensor) -> Perturbed:
         k = len(self.players)
         gamma = torch.full((k,), 1.0 / k, device=x.device)
         return Perturbed(inputs.flatten(0, 1), y.repeat(k), gamma, inputs, losses.mean(dim=1))
@@ -230,11 +236,12 @@ class Msd(_Aggregator):
         best_loss = torch.full((b,), -torch.inf, device=x.device)
         best_from = torch.full((b,), -1, dtype=torch.long, device=x.device)
         step = iteration(msd_iteration, compiled)
+        checking = debug.enabled()
         for t in range(self.steps):
             rngs = tuple(step_randomness(p, x, generator) for p in self.players)
             out = step(model, self.players, x, y, delta, eps, alpha, rngs)
             delta, win_loss, win, loss_now = out
-            if debug.enabled():  # each example's delta lies in its winning player's ball
+            if checking:  # each example's delta lies in its winning player's ball
                 for i, p in enumerate(self.players):
                     mine = win == i
                     debug.check_step(p, x[mine], delta[mine], eps[i], f"MSD step {t + 1}")

@@ -761,7 +761,9 @@ def _validate(
     restarts: object,
     steps: object,
     batch_size: object,
+    seed: object,
 ) -> tuple[Player, ...]:
+    _checks.seed("seed", seed)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     _checks.one_of("suite", suite, SUITES)
@@ -957,8 +959,7 @@ def evaluate(
         ValueError, TypeError: for bad arguments or data, before any attack.
         ImportError: for the AutoAttack suites without pyautoattack.
     """
-    players = _validate(model, threats, suite, restarts, steps, batch_size)
-    _checks.seed("seed", seed)
+    players = _validate(model, threats, suite, restarts, steps, batch_size, seed)
     tasks = []
     for p in players:
         s = steps.get(p.name, p.steps) if isinstance(steps, Mapping) else steps or p.steps
@@ -1162,8 +1163,7 @@ def robustness_curve(
             "threat must be one player, e.g. mr.l2(alpha=0.1, steps=50), got "
             f"{type(threat).__name__}; call robustness_curve once per threat"
         )
-    (player,) = _validate(model, [threat], suite, restarts, steps, batch_size)
-    _checks.seed("seed", seed)
+    (player,) = _validate(model, [threat], suite, restarts, steps, batch_size, seed)
     if isinstance(budgets, str | bytes) or not isinstance(budgets, Sequence) or not budgets:
         raise ValueError(f"budgets must be a non-empty sequence of numbers > 0, got {budgets!r}")
     grid = sorted(_checks.positive_finite(f"budgets[{i}]", b) for i, b in enumerate(budgets))

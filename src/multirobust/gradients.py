@@ -2,9 +2,9 @@
 
 For each player's adversarial batch ``x_p`` this computes ``g_p = grad_w mean_b CE(f_w(x_p), y)``
 and its norm over all parameters flattened. ``vmap`` runs over the player axis with
-``functional_call``; every player gets its own copy of the model's buffers, so BatchNorm in train
-mode computes its batch statistics per player as K separate passes would, and the model's own
-running statistics are never touched.
+``functional_call`` (a loop over players under autocast, see ``player_gradients``); every player
+gets its own copy of the model's buffers, so BatchNorm in train mode computes its batch statistics
+per player as K separate passes would, and the model's own running statistics are never touched.
 """
 
 from typing import NamedTuple
