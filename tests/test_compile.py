@@ -5,12 +5,14 @@ import copy
 
 import pytest
 import torch
+from torch._dynamo.backends.common import aot_autograd
 
 import multirobust as mr
 from multirobust import gradients
 from multirobust.aggregators import msd_iteration
-from multirobust.attacks import pgd_iteration
+from multirobust.attacks import pgd_iteration, pgd_score
 from multirobust.players import step_randomness
+from test_game import small_cnn
 from test_training import L1, L2, LINF
 from test_training import tiny_model as model
 
@@ -33,6 +35,7 @@ def test_attack_iterations_and_player_gradients_trace_as_one_graph():
         for i, p in enumerate(PLAYERS):
             args = (net, p, x, y, x * 0, eps[i], alpha[i], rngs[i])
             explained.append(torch._dynamo.explain(pgd_iteration)(*args))
+            explained.append(torch._dynamo.explain(pgd_score)(net, p, x, y, x * 0))
         net.train()
         params = {n: p.detach() for n, p in net.named_parameters()}
         buffers = {n: t.clone() for n, t in net.named_buffers()}
@@ -40,6 +43,32 @@ def test_attack_iterations_and_player_gradients_trace_as_one_graph():
         explained.append(torch._dynamo.explain(gradients._one_player)(*grads))  # wrappers break)
     for e in explained:
         assert (e.graph_count, e.graph_break_count) == (1, 0), e.break_reasons
+
+
+@pytest.mark.usefixtures("untyped")
+def test_compiled_player_gradient_writes_none_of_its_inputs():
+    """CUDA graphs skip a compiled graph that mutates an input. BatchNorm in train mode updates
+    its running statistics, so each player's buffers are copied inside the gradient function:
+    the traced graph returns the norm and the loss only, and writes nothing back."""
+    graphs = []
+
+    def keep(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    net = small_cnn(batchnorm=True).train()
+    x, y = torch.rand(4, 1, 6, 6), torch.randint(0, 5, (4,))
+    params = {n: p.detach() for n, p in net.named_parameters()}
+    buffers = dict(net.named_buffers())
+    before = {n: t.clone() for n, t in buffers.items()}
+    one = torch.compile(gradients._one_player, backend=aot_autograd(fw_compiler=keep))
+    with torch.no_grad():
+        one(net, params, buffers, x, y, "l2")
+    (graph,) = graphs
+    outputs = next(n for n in graph.graph.nodes if n.op == "output").args[0]
+    assert len(outputs) == 2  # a mutated buffer would be a third output, copied back
+    for n, t in buffers.items():
+        assert torch.equal(t, before[n]), n
 
 
 def test_unknown_compile_mode_is_refused():

@@ -86,7 +86,8 @@ def test_bf16_attacks_within_one_point_on_cpu(trained) -> None:
 @pytest.mark.slow
 @pytest.mark.usefixtures("untyped")
 def test_bf16_compiled_attacks_within_one_point_on_cpu(trained) -> None:
-    check_within_one_point(trained, "cpu", amp=True, compile=True)
+    """The CPU fast path: bf16, channels-last, compiled (step_time.py's ``amp+compile``)."""
+    check_within_one_point(trained, "cpu", amp=True, compile=True, channels_last=True)
 
 
 @pytest.mark.gpu

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import multirobust as mr
+from multirobust import gradients
 from multirobust.attacks import frozen_model
 from multirobust.budgets import BudgetState
 
@@ -106,7 +107,7 @@ def test_vmap_player_gradients_equal_separate_backward_passes(norm):
     g = torch.Generator().manual_seed(0)
     inputs, y = torch.rand(3, 10, 1, 6, 6, generator=g), torch.randint(0, 5, (10,), generator=g)
     before = copy.deepcopy(model.state_dict())
-    got = mr.player_gradients(model, inputs, y, norm=norm)
+    got = mr.player_gradients(model, inputs, y, norm=norm, method="vmap")
     want_norm, want_loss = [], []
     for xp in inputs:
         m = copy.deepcopy(model)
@@ -117,9 +118,23 @@ def test_vmap_player_gradients_equal_separate_backward_passes(norm):
         want_loss.append(loss.detach())
     torch.testing.assert_close(got.norm, torch.stack(want_norm), rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(got.loss, torch.stack(want_loss), rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(mr.player_gradients(model, inputs, y, norm, "loop").norm, got.norm)
+    for method in ("loop", "auto"):
+        other = mr.player_gradients(model, inputs, y, norm, method)
+        torch.testing.assert_close(other.norm, got.norm, rtol=1e-5, atol=1e-7)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k  # running statistics untouched
+
+
+def test_player_gradients_loop_over_players_on_cpu(monkeypatch):
+    """``method="auto"`` on CPU takes the loop: it measured faster there than vmap."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("vmap path taken on CPU")
+
+    monkeypatch.setattr(gradients, "_all_players", refuse)
+    model = small_cnn(batchnorm=True).train()
+    inputs, y = torch.rand(3, 4, 1, 6, 6), torch.randint(0, 5, (4,))
+    assert mr.player_gradients(model, inputs, y).norm.shape == (3,)
 
 
 def test_player_gradients_under_bf16_autocast_on_a_batchnorm_model():

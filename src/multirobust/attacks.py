@@ -111,6 +111,14 @@ def pgd_iteration(
     return player.project(x, player.ascend(x, delta, g, alpha, rng), eps), losses, logits
 
 
+def pgd_score(
+    model: Callable[[Tensor], Tensor], player: Player, x: Tensor, y: Tensor, delta: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``(per-example loss, logits)`` at ``delta``: a PGD run's last iterate, or its result."""
+    logits = model(player.apply(x, delta))
+    return F.cross_entropy(logits.float(), y, reduction="none"), logits
+
+
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 """The ``torch.compile`` modes an attack iteration can run under (``compile=True``: default)."""
 
@@ -177,8 +185,9 @@ def run_pgd(
     Run 0 starts at ``delta = 0``, each restart at ``player.init``. ``keep="max-loss"`` keeps per
     example the highest-loss perturbation seen at any iteration of any run (training);
     ``keep="first-success"`` keeps the first one that misclassifies, else the highest-loss one,
-    and stops early once every example is broken (evaluation). ``compiled`` runs each iteration
-    through ``torch.compile`` (one iteration is compiled, never the loop; see ``iteration``).
+    and stops early once every example is broken (evaluation). ``compiled`` runs each iteration,
+    and the forward pass that scores a run's last iterate, through ``torch.compile`` (never the
+    loop; see ``iteration``).
     """
     zero = origin(player, x)
     best_delta = zero
@@ -199,6 +208,7 @@ def run_pgd(
             found = found | wrong
 
     step = iteration(pgd_iteration, compiled)
+    score = iteration(pgd_score, compiled)
     checking = debug.enabled()
     for run in range(restarts + 1):
         delta = zero if run == 0 else player.init(x, eps, generator)
@@ -215,8 +225,7 @@ def run_pgd(
             delta = following
         else:
             with torch.no_grad():
-                logits = model(player.apply(x, delta))
-            record(delta, F.cross_entropy(logits.float(), y, reduction="none"), logits)
+                record(delta, *score(model, player, x, y, delta))
         if keep == "first-success" and bool(found.all()):
             break
 
@@ -224,8 +233,7 @@ def run_pgd(
         return PGDResult(best_delta, best_loss, best_wrong)  # recorded: no forward pass needed
     with torch.no_grad():
         delta = _where(found, first, best_delta) if keep == "first-success" else best_delta
-        logits = model(player.apply(x, delta))
-        loss = F.cross_entropy(logits.float(), y, reduction="none")
+        loss, logits = score(model, player, x, y, delta)
         return PGDResult(delta, loss, logits.argmax(dim=1) != y)
 
 
