@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Everything this project measures on a CUDA GPU, in one go: the GPU tests, the CUDA determinism
-# findings, a profile of one MSD step, and the step-time benchmark. Logs go to $OUT (or ./gpu-out).
-#   bash benchmarks/gpu.sh [tests] [determinism] [profile] [bench-msd] [bench-ab] [bench-all]
+# findings, profiles of one MSD step (bare and with the lagged AdaptiveBudget), the per-player
+# gradients' vmap against loop, and the step-time benchmark. Logs go to $OUT (or ./gpu-out).
+#   bash benchmarks/gpu.sh [tests] [determinism] [profile] [profile-ab] [gradients] [bench-msd]
+#                          [bench-ab] [bench-all]
 set -u
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src:$PWD/tests:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"
 export CUBLAS_WORKSPACE_CONFIG=:4096:8
-parts=${*:-bench-msd bench-ab tests determinism profile bench-all}
+parts=${*:-tests bench-ab profile-ab gradients bench-msd profile bench-all determinism}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)" | tee -a "$OUT/gpu.txt"
 for part in $parts; do
@@ -15,6 +17,10 @@ for part in $parts; do
     tests) timeout 120 python3 -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$OUT/tests.log" | tail -15 ;;
     determinism) timeout 180 python3 benchmarks/cuda_determinism.py 2>&1 | grep -v Warn | tee "$OUT/determinism.log" ;;
     profile) timeout 150 python3 benchmarks/profile_step.py --out "$OUT/profile.txt" 2>&1 | tail -45 ;;
+    profile-ab) timeout 150 python3 benchmarks/profile_step.py --adaptive l2 --probe-steps 2 \
+      --variants fast --out "$OUT/profile_ab.txt" 2>&1 | grep -v Warn | head -45 ;;
+    gradients) timeout 240 python3 benchmarks/player_gradients.py --model preact --batch 128 \
+      --compile default,reduce-overhead --amp both 2>&1 | grep -v Warn | tee "$OUT/gradients.log" ;;
     bench-msd) timeout 330 python3 benchmarks/step_time.py --model preact --batch 128 --device cuda \
       --methods msd --adaptive none \
       --variants fp32,amp,amp+compile,amp+cudagraphs,amp+cudagraphs+cudnn-benchmark \

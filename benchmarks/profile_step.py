@@ -1,13 +1,23 @@
-"""Where one MSD training step spends its time on a GPU: kernel time by op, and host overhead.
+"""Where one training step spends its time: by phase of the step, and by op.
 
-Profiles one step (after warm-up) of PreAct ResNet-18, batch 128, the paper's CIFAR-10 players,
-for each variant given, and prints torch.profiler's table by device time, with the step's wall
-time against the summed kernel time (what is left is host overhead and idle gaps).
+Profiles one step (after warm-up) for each variant given and prints two tables:
 
-    python benchmarks/profile_step.py --variants amp,amp+compile --out profile.txt
+- the step's phases, from the ranges ``Trainer.step`` marks (``multirobust.check``, ``.attack``,
+  ``.player_attacks`` (same-batch attacks or lagged MSD probes), ``.player_gradients``,
+  ``.budgets``, ``.update``): host time, and on CUDA the device time of the kernels launched
+  inside each;
+- torch.profiler's op table, by device time on CUDA and by host time on CPU.
+
+The header gives the step's wall time against the summed kernel time: what is left is host
+overhead and idle gaps.
+
+    python benchmarks/profile_step.py --variants amp,amp+compile --out profile.txt     # CUDA
+    python benchmarks/profile_step.py --adaptive l2 --probe-steps 2 --variants fast
+    python benchmarks/profile_step.py --model digits --batch 64 --device cpu --variants compile
 """
 
 import argparse
+import dataclasses
 import time
 
 import torch
@@ -15,48 +25,76 @@ from torch.profiler import ProfilerActivity, profile
 
 import multirobust as mr
 from multirobust.experiment import make_game, paper_settings
-from multirobust.models import PreActResNet18
-from step_time import VARIANTS
+from multirobust.models import DigitsCNN, PreActResNet18
+from step_time import DIGITS_PLAYERS, VARIANTS
+
+
+def phases(prof: profile, cuda: bool) -> list[str]:
+    """A Markdown table of the ``multirobust.*`` ranges: calls, host ms and device ms."""
+    rows = ["| phase | calls | host ms | device ms |", "|---|---|---|---|"]
+    for e in sorted(prof.key_averages(), key=lambda e: -e.cpu_time_total):
+        if e.key.startswith("multirobust."):
+            device = f"{e.device_time_total / 1e3:.1f}" if cuda else ""
+            rows.append(f"| {e.key} | {e.count} | {e.cpu_time_total / 1e3:.1f} | {device} |")
+    return rows
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", choices=("digits", "preact"), default="preact")
     p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--method", default="msd")
+    p.add_argument("--adaptive", default="none", help="none (fixed budgets) or l2 / l1 (lagged)")
+    p.add_argument("--probe-steps", type=int, default=10, help="MSD's lagged AdaptiveBudget probes")
     p.add_argument("--variants", default="amp,amp+compile")
     p.add_argument("--rows", type=int, default=25)
     p.add_argument("--out", default=None)
     args = p.parse_args()
-    s = paper_settings("cifar10")
-    x = torch.rand(args.batch, 3, 32, 32, device="cuda")
-    y = torch.randint(0, 10, (args.batch,), device="cuda")
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    if args.model == "digits":
+        shape, players, msd_steps, make_model = (1, 8, 8), DIGITS_PLAYERS, 10, DigitsCNN
+    else:
+        s = paper_settings("cifar10")
+        shape, players, msd_steps, make_model = (3, 32, 32), s.players, s.msd_steps, PreActResNet18
+    x = torch.rand(args.batch, *shape, device=device)
+    y = torch.randint(0, 10, (args.batch,), device=device)
+    game = make_game(players, args.method, args.adaptive, msd_steps, timing="lagged")
+    if args.adaptive != "none":
+        game = dataclasses.replace(game, probe_steps=args.probe_steps)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    sort = "self_device_time_total" if cuda else "self_cpu_time_total"
     report = []
     for variant in args.variants.split(","):
         torch.manual_seed(0)
-        net = PreActResNet18().cuda()
-        game = make_game(s.players, args.method, "none", s.msd_steps)
+        net = make_model().to(device)
         opt = torch.optim.SGD(net.parameters(), lr=0.01)
         options = dict(VARIANTS[variant])
         torch.backends.cudnn.benchmark = options.pop("cudnn_benchmark", False)
         trainer = mr.Trainer(net, opt, game, **options)
         for _ in range(2):
             trainer.step(x, y)
-        torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        if cuda:
+            torch.cuda.synchronize()
+        with profile(activities=activities) as prof:
             start = time.perf_counter()
             trainer.step(x, y)
-            torch.cuda.synchronize()
+            if cuda:
+                torch.cuda.synchronize()
             wall = time.perf_counter() - start
         events = prof.key_averages()
         on_device = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
         kernel = sum(e.self_device_time_total for e in on_device) / 1e3
+        name = args.method + ("" if args.adaptive == "none" else f"+AB {args.adaptive} (lagged)")
         head = (
-            f"== {args.method} {variant}: wall {1e3 * wall:.1f} ms (under the profiler), "
-            f"summed device time {kernel:.1f} ms, {len(prof.events())} events"
+            f"== {name} {variant}, {args.model} batch {args.batch} on {device}: wall "
+            f"{1e3 * wall:.1f} ms (under the profiler), summed kernel time {kernel:.1f} ms, "
+            f"{len(prof.events())} events"
         )
-        table = events.table(sort_by="self_device_time_total", row_limit=args.rows)
-        report += [head, table]
-        print(head, flush=True)
+        table = events.table(sort_by=sort, row_limit=args.rows)
+        report += [head, *phases(prof, cuda), table]
+        print(head, *phases(prof, cuda), sep="\n", flush=True)
         print("\n".join(table.splitlines()[: args.rows + 4]), flush=True)
     if args.out:
         with open(args.out, "w") as f:

@@ -89,6 +89,23 @@ def test_lagged_budgets_apply_on_the_next_batch():
     assert [second["eps"][n] for n in ("linf", "l2", "l1")] == pytest.approx(want)
 
 
+def test_a_step_marks_its_phases_for_the_profiler():
+    """``benchmarks/profile_step.py`` reads these ranges to say where a step's time goes."""
+    t = trainer(GAMES["msd+ab lagged"])
+    x, y = data(8).tensors
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        t.step(x, y)
+    names = {e.key for e in prof.key_averages() if e.key.startswith("multirobust.")}
+    assert names == {
+        "multirobust.check",
+        "multirobust.attack",
+        "multirobust.player_attacks",
+        "multirobust.player_gradients",
+        "multirobust.budgets",
+        "multirobust.update",
+    }
+
+
 def test_same_seed_gives_identical_training():
     runs = []
     for _ in range(2):

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from multirobust import _checks
 from multirobust.aggregators import Avg, Max, Msd, Perturbed
@@ -204,10 +205,9 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
-    def _player_gradients(
-        self, x: Tensor, y: Tensor, batch: Perturbed | None
-    ) -> tuple[PlayerGradients, Tensor]:
-        """Per-player gradient norms at base budgets (or reusing MAX/AVG's own attacks)."""
+    def _adapt(self, x: Tensor, y: Tensor, batch: Perturbed | None) -> PlayerGradients:
+        """Per-player gradient norms at base budgets (or reusing MAX/AVG's own attacks), and
+        the policy's budgets from them (for this batch, or the next when ``batch`` is given)."""
         game, agg = self.game, self.game.aggregator
         reuse = batch is not None and batch.per_player is not None
         if reuse:
@@ -215,7 +215,7 @@ class Trainer:
         else:
             eps0, alpha0 = agg.base_budgets(x.device)
             probe = None if batch is None else game.probe_steps
-            with frozen_model(self.module):
+            with frozen_model(self.module), record_function("multirobust.player_attacks"):
                 inputs, _ = agg.each_player(
                     self.module,
                     x,
@@ -226,11 +226,14 @@ class Trainer:
                     steps=probe,
                     compiled=self.compile,
                 )
-        grads = player_gradients(self.module, inputs, y, game.norm, compiled=self.compile)
+        with record_function("multirobust.player_gradients"):
+            grads = player_gradients(self.module, inputs, y, game.norm, compiled=self.compile)
         if _distributed():  # every rank must agree on the budgets: average the shards' norms
             torch.distributed.all_reduce(grads.norm)
             grads = grads._replace(norm=grads.norm / torch.distributed.get_world_size())
-        return grads, inputs
+        with record_function("multirobust.budgets"):
+            self.budgets = game.update(self.budgets, grads.norm)
+        return grads
 
     def step(self, x: Tensor, y: Tensor) -> dict[str, Any]:
         """Train on one batch; returns the step's metrics record.
@@ -239,7 +242,8 @@ class Trainer:
             TypeError, ValueError: for a bad batch or model output, before any work.
         """
         x, y = _to_device(x, y, self.device)
-        self._check(x, y)
+        with record_function("multirobust.check"):
+            self._check(x, y)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         game, agg, model = self.game, self.game.aggregator, self.module
@@ -247,19 +251,24 @@ class Trainer:
         grads: PlayerGradients | None = None
         with self._autocast(x.device):
             if isinstance(game, Adaptive) and game.timing == "same-batch":
-                grads, _ = self._player_gradients(x, y, None)
-                self.budgets = game.update(self.budgets, grads.norm)
+                grads = self._adapt(x, y, None)
                 used = self.budgets
-                batch = agg.perturb(model, x, y, used.eps, used.alpha, self.generator, self.compile)
+                batch = self._perturb(x, y, used)
             else:
                 used = self.budgets
-                batch = agg.perturb(model, x, y, used.eps, used.alpha, self.generator, self.compile)
+                batch = self._perturb(x, y, used)
                 if game.needs_gradients:
-                    grads, _ = self._player_gradients(x, y, batch)
-                    self.budgets = game.update(self.budgets, grads.norm)  # for the next batch
-            loss = agg.loss(self.model, batch, self.compile)
-        skipped = self._update(loss)
+                    grads = self._adapt(x, y, batch)  # budgets for the next batch
+            with record_function("multirobust.update"):
+                loss = agg.loss(self.model, batch, self.compile)
+        with record_function("multirobust.update"):
+            skipped = self._update(loss)
         return self._record(loss, used, batch, grads, skipped)
+
+    def _perturb(self, x: Tensor, y: Tensor, budgets: BudgetState) -> Perturbed:
+        with record_function("multirobust.attack"):
+            agg, gen = self.game.aggregator, self.generator
+            return agg.perturb(self.module, x, y, budgets.eps, budgets.alpha, gen, self.compile)
 
     def _check(self, x: Tensor, y: Tensor) -> None:
         typed = isinstance(x, Tensor) and isinstance(y, Tensor)

@@ -1,0 +1,47 @@
+"""The benchmark scripts run end to end (CPU, tiny settings): a broken script would otherwise be
+found only on a lent GPU, where every minute counts. The figures themselves are not checked."""
+
+import json
+import pathlib
+import runpy
+import sys
+
+import pytest
+
+BENCHMARKS = pathlib.Path(__file__).parents[1] / "benchmarks"
+
+
+def run(script: str, *args: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    monkeypatch.setattr(sys, "argv", [script, *args])
+    runpy.run_path(str(BENCHMARKS / script), run_name="__main__")
+
+
+def test_step_time_prints_and_writes_every_row(tmp_path, monkeypatch, capsys) -> None:
+    out = tmp_path / "rows.json"
+    args = ("--methods", "avg,msd", "--batch", "8", "--repeats", "1", "--probe-steps", "1")
+    run("step_time.py", *args, "--json", str(out), monkeypatch=monkeypatch)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["method"] for r in rows] == [
+        "AVG",
+        "AVG+AB l2 (lagged)",
+        "MSD",
+        "MSD+AB l2 (lagged)",
+    ]
+    assert all(r["speedup"] > 0 and r["tflop_per_step"] > 0 for r in rows)
+    assert "| method | variant | ms_per_step |" in capsys.readouterr().out
+
+
+def test_profile_step_reports_the_phases_of_a_step(monkeypatch, capsys) -> None:
+    args = ("--model", "digits", "--batch", "8", "--device", "cpu", "--variants", "fp32")
+    run("profile_step.py", *args, "--adaptive", "l2", "--probe-steps", "1", monkeypatch=monkeypatch)
+    printed = capsys.readouterr().out
+    for phase in ("attack", "player_attacks", "player_gradients", "budgets", "update"):
+        assert f"| multirobust.{phase} | " in printed
+
+
+def test_player_gradients_times_both_methods(monkeypatch, capsys) -> None:
+    run("player_gradients.py", "--batch", "8", "--repeats", "1", "--compile", "",
+        monkeypatch=monkeypatch)  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "| loop | False | False |" in printed and "| vmap | False | False |" in printed
