@@ -45,3 +45,14 @@ def test_player_gradients_times_both_methods(monkeypatch, capsys) -> None:
         monkeypatch=monkeypatch)  # fmt: skip
     printed = capsys.readouterr().out
     assert "| loop | False | False |" in printed and "| vmap | False | False |" in printed
+
+
+def test_probe_fidelity_compares_probes_with_full_attacks(monkeypatch, capsys) -> None:
+    args = ("--probe-steps", "2", "--epochs", "1", "--batches", "1", "--msd-steps", "1")
+    run("probe_fidelity.py", *args, monkeypatch=monkeypatch)
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| 1 |")]
+    assert [r.split(" | ")[1] for r in rows] == [
+        "full, other seed",
+        "2 step(s), own step sizes",
+        "2 step(s), max(alpha, eps/2)",
+    ]

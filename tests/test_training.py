@@ -89,6 +89,29 @@ def test_lagged_budgets_apply_on_the_next_batch():
     assert [second["eps"][n] for n in ("linf", "l2", "l1")] == pytest.approx(want)
 
 
+@pytest.mark.parametrize("probe_steps", [1, 2, 10])
+def test_msd_probes_take_steps_that_can_reach_the_boundary(probe_steps, monkeypatch):
+    """Lagged MSD probes run at the base budgets with step size max(alpha, eps / probe_steps):
+    the players' own step sizes are tuned to their own step counts, and probes too short to
+    reach the boundary gave other budgets than full attacks (benchmarks/probe_fidelity.py)."""
+    agg = mr.msd(LINF, L2, L1, steps=2)
+    seen = []
+    each_player = type(agg).each_player
+
+    def spy(self, model, x, y, eps, alpha, generator, steps=None, compiled=False):
+        seen.append((eps.tolist(), alpha.tolist(), steps))
+        return each_player(self, model, x, y, eps, alpha, generator, steps, compiled)
+
+    monkeypatch.setattr(type(agg), "each_player", spy)
+    t = trainer(mr.adaptive(agg, timing="lagged", probe_steps=probe_steps))
+    t.step(*data(8).tensors)
+    eps, alpha = [0.1, 0.5, 2.0], [0.05, 0.25, 0.5]
+    want = [max(a, e / probe_steps) for e, a in zip(eps, alpha, strict=True)]
+    assert len(seen) == 1
+    assert seen[0][0] == pytest.approx(eps) and seen[0][2] == probe_steps
+    assert seen[0][1] == pytest.approx(want)
+
+
 def test_a_step_marks_its_phases_for_the_profiler():
     """``benchmarks/profile_step.py`` reads these ranges to say where a step's time goes."""
     t = trainer(GAMES["msd+ab lagged"])

@@ -109,7 +109,8 @@ class Fixed:
         track_domination: also compute per-player gradient norms every step, to log the dominant
             player of a baseline (costs the per-player gradients; for MSD also short probe attacks).
         norm: the norm of the gradients when tracking domination.
-        probe_steps: PGD steps of the probe attacks used for MSD when tracking domination.
+        probe_steps: PGD steps of the probe attacks used for MSD when tracking domination (at
+            each player's base budget, with step size ``max(alpha, eps / probe_steps)``).
     """
 
     aggregator: Max | Avg | Msd
@@ -149,7 +150,9 @@ class Adaptive:
             the aggregator at the new budgets) or ``"lagged"`` (budgets from batch t used on t+1;
             MAX and AVG reuse their own per-player attacks, MSD runs short probe attacks).
         scale_steps: scale each step size with its budget (the paper is silent; ours).
-        probe_steps: PGD steps per player of the lagged MSD probes.
+        probe_steps: PGD steps per player of the lagged MSD probes, at the base budgets, with
+            step size ``max(alpha, eps / probe_steps)`` so that a short probe can reach its
+            budget's boundary (``benchmarks/probe_fidelity.py`` measures why).
     """
 
     aggregator: Max | Avg | Msd
@@ -197,7 +200,8 @@ def fixed(
         aggregator: ``mr.max_(...)``, ``mr.avg(...)`` or ``mr.msd(...)``.
         track_domination: log per-player gradient norms and the dominant player every step.
         norm: the norm of those gradients.
-        probe_steps: steps of the per-player probe attacks for MSD when tracking.
+        probe_steps: steps of the per-player probe attacks for MSD when tracking (step size
+            ``max(alpha, eps / probe_steps)``).
 
     Examples:
         >>> import multirobust as mr
@@ -223,7 +227,8 @@ def adaptive(
         clamp: bounds of ``eps / eps0``; ``None`` turns clamping off.
         timing: ``"same-batch"`` (faithful, default) or ``"lagged"`` (fast).
         scale_steps: scale step sizes with budgets (else fixed step sizes).
-        probe_steps: steps of the short per-player probe attacks (lagged MSD only).
+        probe_steps: steps of the short per-player probe attacks (lagged MSD only), with step
+            size ``max(alpha, eps / probe_steps)``.
 
     Examples:
         >>> import multirobust as mr

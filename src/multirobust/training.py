@@ -215,6 +215,8 @@ class Trainer:
         else:
             eps0, alpha0 = agg.base_budgets(x.device)
             probe = None if batch is None else game.probe_steps
+            if probe is not None:  # short probes take steps long enough to reach the boundary
+                alpha0 = torch.maximum(alpha0, eps0 / probe)
             with frozen_model(self.module), record_function("multirobust.player_attacks"):
                 inputs, _ = agg.each_player(
                     self.module,
