@@ -96,9 +96,9 @@ class Trainer:
             the per-player gradients and the training forward and backward through
             ``torch.compile``; the Python loop over iterations stays eager. ``True`` for the
             default mode, or a mode name: ``"reduce-overhead"`` also replays the attack
-            iterations as CUDA graphs (GPU only; the fastest on small models), and the per-player
-            gradients where torch allows it (not while BatchNorm updates its statistics), never
-            the training step (``"max-autotune"`` runs it as
+            iterations as CUDA graphs (GPU only; the fastest on small models) and the per-player
+            gradients (they write none of their inputs; torch decides), never the training step
+            (``"max-autotune"`` runs it as
             ``"max-autotune-no-cudagraphs"``). Compilation happens on first use (seconds to a
             minute); budgets are tensors, so changing them never recompiles.
         amp: run forward passes under bf16 autocast.
