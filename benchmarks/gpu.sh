@@ -4,6 +4,9 @@
 # gradients' vmap against loop, and the step-time benchmark. Logs go to $OUT (or ./gpu-out).
 #   bash benchmarks/gpu.sh [tests] [determinism] [profile] [profile-ab] [gradients] [bench-msd]
 #                          [bench-ab] [bench-all]
+# One device call may run 600 s; the parts' time limits add up in groups that fit:
+#   tests bench-ab profile-ab (420 s) | gradients bench-msd (570 s) | profile bench-all (420 s)
+#   | determinism (180 s)
 set -u
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src:$PWD/tests:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"
@@ -18,7 +21,7 @@ for part in $parts; do
     determinism) timeout 180 python3 benchmarks/cuda_determinism.py 2>&1 | grep -v Warn | tee "$OUT/determinism.log" ;;
     profile) timeout 150 python3 benchmarks/profile_step.py --out "$OUT/profile.txt" 2>&1 | tail -45 ;;
     profile-ab) timeout 150 python3 benchmarks/profile_step.py --adaptive l2 --probe-steps 2 \
-      --variants fast --out "$OUT/profile_ab.txt" 2>&1 | grep -v Warn | head -45 ;;
+      --variants fast --out "$OUT/profile_ab.txt" 2>&1 | grep -v Warn | tail -45 ;;
     gradients) timeout 240 python3 benchmarks/player_gradients.py --model preact --batch 128 \
       --compile default,reduce-overhead --amp both 2>&1 | grep -v Warn | tee "$OUT/gradients.log" ;;
     bench-msd) timeout 330 python3 benchmarks/step_time.py --model preact --batch 128 --device cuda \

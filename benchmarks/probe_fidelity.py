@@ -56,10 +56,14 @@ def main() -> None:
     every = torch.utils.data.ConcatDataset([test, train])  # attacks on a fixed model: any data
     held_out = list(torch.utils.data.DataLoader(every, batch_size=64))[: args.batches]
     own = max(p.steps for p in DIGITS_PLAYERS)
-    print(f"digits CNN, MSD + AdaptiveBudget, players' own attacks {own} steps, "
-          f"{len(held_out)} batches of 64 per row (the test split first)")  # fmt: skip
-    print("| epochs | probe | mean abs log-ratio of factors to full attacks' | max | "
-          "same dominant player | spread: mean abs log factor |")  # fmt: skip
+    print(
+        f"digits CNN, MSD + AdaptiveBudget, players' own attacks {own} steps, "
+        f"{len(held_out)} batches of 64 per row (the test split first)"
+    )
+    print(
+        "| epochs | probe | mean abs log-ratio of factors to full attacks' | max | "
+        "same dominant player | spread: mean abs log factor |"
+    )
     print("|---|---|---|---|---|---|")
     done = 0
     for point in points:
@@ -79,8 +83,11 @@ def main() -> None:
                 gaps.append((f.log() - want.log()).abs().mean())
                 same += int(n.argmax() == full[i].argmax())
             gap = torch.stack(gaps)
-            print(f"| {point} | {name} | {gap.mean():.3f} | {gap.max():.3f} | "
-                  f"{same}/{len(held_out)} | {spread:.3f} |", flush=True)  # fmt: skip
+            print(
+                f"| {point} | {name} | {gap.mean():.3f} | {gap.max():.3f} | "
+                f"{same}/{len(held_out)} | {spread:.3f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -4,12 +4,12 @@ Profiles one step (after warm-up) for each variant given and prints two tables:
 
 - the step's phases, from the ranges ``Trainer.step`` marks (``multirobust.check``, ``.attack``,
   ``.player_attacks`` (same-batch attacks or lagged MSD probes), ``.player_gradients``,
-  ``.budgets``, ``.update``): host time, and on CUDA the device time of the kernels launched
-  inside each;
+  ``.budgets``, ``.loss``, ``.update``): host time, and on CUDA the device time of the kernels
+  launched inside each;
 - torch.profiler's op table, by device time on CUDA and by host time on CPU.
 
-The header gives the step's wall time against the summed kernel time: what is left is host
-overhead and idle gaps.
+On CUDA the header gives the step's wall time against the summed kernel time: what is left is
+host overhead and idle gaps.
 
     python benchmarks/profile_step.py --variants amp,amp+compile --out profile.txt     # CUDA
     python benchmarks/profile_step.py --adaptive l2 --probe-steps 2 --variants fast
@@ -30,10 +30,12 @@ from step_time import DIGITS_PLAYERS, VARIANTS
 
 
 def phases(prof: profile, cuda: bool) -> list[str]:
-    """A Markdown table of the ``multirobust.*`` ranges: calls, host ms and device ms."""
+    """A Markdown table of the ``multirobust.*`` ranges: calls, host ms and the device time of
+    the kernels launched inside (on CUDA the profiler also lists each range's span on the GPU as
+    a row of its own, left out here)."""
     rows = ["| phase | calls | host ms | device ms |", "|---|---|---|---|"]
     for e in sorted(prof.key_averages(), key=lambda e: -e.cpu_time_total):
-        if e.key.startswith("multirobust."):
+        if e.key.startswith("multirobust.") and e.device_type == torch.autograd.DeviceType.CPU:
             device = f"{e.device_time_total / 1e3:.1f}" if cuda else ""
             rows.append(f"| {e.key} | {e.count} | {e.cpu_time_total / 1e3:.1f} | {device} |")
     return rows
@@ -84,14 +86,19 @@ def main() -> None:
                 torch.cuda.synchronize()
             wall = time.perf_counter() - start
         events = prof.key_averages()
-        on_device = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
-        kernel = sum(e.self_device_time_total for e in on_device) / 1e3
         name = args.method + ("" if args.adaptive == "none" else f"+AB {args.adaptive} (lagged)")
         head = (
             f"== {name} {variant}, {args.model} batch {args.batch} on {device}: wall "
-            f"{1e3 * wall:.1f} ms (under the profiler), summed kernel time {kernel:.1f} ms, "
-            f"{len(prof.events())} events"
+            f"{1e3 * wall:.1f} ms (under the profiler), {len(prof.events())} events"
         )
+        if cuda:  # kernels only: not the spans of the user ranges (pytorch issue 130730)
+            on_device = [
+                e
+                for e in events
+                if e.device_type == torch.autograd.DeviceType.CUDA and not e.is_user_annotation
+            ]
+            kernel = sum(e.self_device_time_total for e in on_device) / 1e3
+            head += f", summed kernel time {kernel:.1f} ms"
         table = events.table(sort_by=sort, row_limit=args.rows)
         report += [head, *phases(prof, cuda), table]
         print(head, *phases(prof, cuda), sep="\n", flush=True)

@@ -7,14 +7,20 @@ import runpy
 import sys
 
 import pytest
+import torch
 
 BENCHMARKS = pathlib.Path(__file__).parents[1] / "benchmarks"
 
 
 def run(script: str, *args: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run a benchmark script in this process; the global torch settings it changes are
+    restored afterwards."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     monkeypatch.setattr(sys, "argv", [script, *args])
-    runpy.run_path(str(BENCHMARKS / script), run_name="__main__")
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)
+    limit = torch._dynamo.config.recompile_limit
+    with torch._dynamo.config.patch(recompile_limit=limit), torch.random.fork_rng():
+        runpy.run_path(str(BENCHMARKS / script), run_name="__main__")
 
 
 def test_step_time_prints_and_writes_every_row(tmp_path, monkeypatch, capsys) -> None:
@@ -36,13 +42,13 @@ def test_profile_step_reports_the_phases_of_a_step(monkeypatch, capsys) -> None:
     args = ("--model", "digits", "--batch", "8", "--device", "cpu", "--variants", "fp32")
     run("profile_step.py", *args, "--adaptive", "l2", "--probe-steps", "1", monkeypatch=monkeypatch)
     printed = capsys.readouterr().out
-    for phase in ("attack", "player_attacks", "player_gradients", "budgets", "update"):
+    for phase in ("attack", "player_attacks", "player_gradients", "budgets", "loss", "update"):
         assert f"| multirobust.{phase} | " in printed
 
 
 def test_player_gradients_times_both_methods(monkeypatch, capsys) -> None:
-    run("player_gradients.py", "--batch", "8", "--repeats", "1", "--compile", "",
-        monkeypatch=monkeypatch)  # fmt: skip
+    args = ("--batch", "8", "--repeats", "1", "--compile", "")
+    run("player_gradients.py", *args, monkeypatch=monkeypatch)
     printed = capsys.readouterr().out
     assert "| loop | False | False |" in printed and "| vmap | False | False |" in printed
 

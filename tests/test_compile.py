@@ -2,17 +2,17 @@
 compiling takes a minute)."""
 
 import copy
+import subprocess
+import sys
 
 import pytest
 import torch
-from torch._dynamo.backends.common import aot_autograd
 
 import multirobust as mr
-from multirobust import gradients
+from multirobust import attacks, gradients
 from multirobust.aggregators import msd_iteration
 from multirobust.attacks import pgd_iteration, pgd_score
 from multirobust.players import step_randomness
-from test_game import small_cnn
 from test_training import L1, L2, LINF
 from test_training import tiny_model as model
 
@@ -45,30 +45,68 @@ def test_attack_iterations_and_player_gradients_trace_as_one_graph():
         assert (e.graph_count, e.graph_break_count) == (1, 0), e.break_reasons
 
 
-@pytest.mark.usefixtures("untyped")
-def test_compiled_player_gradient_writes_none_of_its_inputs():
-    """CUDA graphs skip a compiled graph that mutates an input. BatchNorm in train mode updates
-    its running statistics, so each player's buffers are copied inside the gradient function:
-    the traced graph returns the norm and the loss only, and writes nothing back."""
-    graphs = []
+NO_INPUT_WRITES = """
+import torch
+from torch import nn
+from torch._dynamo.backends.common import aot_autograd
+from multirobust import gradients
 
-    def keep(gm, example_inputs):
-        graphs.append(gm)
-        return gm.forward
+graphs = []
+def keep(gm, example_inputs):
+    graphs.append(gm)
+    return gm.forward
 
-    net = small_cnn(batchnorm=True).train()
-    x, y = torch.rand(4, 1, 6, 6), torch.randint(0, 5, (4,))
-    params = {n: p.detach() for n, p in net.named_parameters()}
-    buffers = dict(net.named_buffers())
-    before = {n: t.clone() for n, t in buffers.items()}
-    one = torch.compile(gradients._one_player, backend=aot_autograd(fw_compiler=keep))
-    with torch.no_grad():
-        one(net, params, buffers, x, y, "l2")
-    (graph,) = graphs
-    outputs = next(n for n in graph.graph.nodes if n.op == "output").args[0]
-    assert len(outputs) == 2  # a mutated buffer would be a third output, copied back
-    for n, t in buffers.items():
-        assert torch.equal(t, before[n]), n
+torch.manual_seed(0)
+net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                    nn.Linear(4 * 36, 5)).train()
+k, x, y = 3, torch.rand(3, 4, 1, 6, 6), torch.randint(0, 5, (4,))
+params = {n: p.detach() for n, p in net.named_parameters()}
+buffers = dict(net.named_buffers())
+before = {n: t.clone() for n, t in buffers.items()}
+backend = aot_autograd(fw_compiler=keep)
+with torch.no_grad():
+    if PATH == "loop":
+        torch.compile(gradients._one_player, backend=backend)(net, params, buffers, x[0], y, "l2")
+    else:
+        stacked = {n: t.unsqueeze(0).expand(k, *t.shape) for n, t in buffers.items()}
+        torch.compile(gradients._all_players, backend=backend)(net, params, stacked, x, y, "l2")
+(graph,) = graphs
+outputs = next(n for n in graph.graph.nodes if n.op == "output").args[0]
+print(len(outputs), all(torch.equal(t, before[n]) for n, t in buffers.items()))
+"""
+
+
+@pytest.mark.parametrize("path", ["loop", "vmap"])
+def test_compiled_player_gradient_writes_none_of_its_inputs(path):
+    """CUDA graphs skip a compiled graph that mutates a non-static input. BatchNorm in train
+    mode updates its running statistics, so each player's buffers are copied inside the gradient
+    function: the traced graph returns the norm and the loss only (a mutated buffer would be a
+    third output, copied back), and the buffers are untouched. In a fresh interpreter: Dynamo
+    cannot trace the test run's type-checking wrappers inside vmap."""
+    script = f"PATH = {path!r}\n{NO_INPUT_WRITES}"
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["2", "True"]
+
+
+def test_compiled_attacks_score_their_last_iterate_compiled(monkeypatch):
+    """A compiled PGD run scores its last iterate with the compiled ``pgd_score`` (a CUDA graph
+    under ``"reduce-overhead"``), not an eager forward pass."""
+    called = []
+
+    def fake_compile(fn, mode):  # records calls instead of compiling
+        def wrapped(*args):
+            called.append(fn.__name__)
+            return fn(*args)
+
+        return wrapped
+
+    monkeypatch.setattr(attacks, "_compiled", fake_compile)
+    net, g = model().eval(), torch.Generator().manual_seed(0)
+    x, y = torch.rand(4, 1, 6, 6, generator=g), torch.randint(0, 5, (4,), generator=g)
+    mr.max_(*PLAYERS).perturb(net, x, y, generator=g, compiled=True)
+    assert called.count("pgd_iteration") == sum(p.steps for p in PLAYERS)
+    assert called.count("pgd_score") == len(PLAYERS)
 
 
 def test_unknown_compile_mode_is_refused():

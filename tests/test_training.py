@@ -89,12 +89,8 @@ def test_lagged_budgets_apply_on_the_next_batch():
     assert [second["eps"][n] for n in ("linf", "l2", "l1")] == pytest.approx(want)
 
 
-@pytest.mark.parametrize("probe_steps", [1, 2, 10])
-def test_msd_probes_take_steps_that_can_reach_the_boundary(probe_steps, monkeypatch):
-    """Lagged MSD probes run at the base budgets with step size max(alpha, eps / probe_steps):
-    the players' own step sizes are tuned to their own step counts, and probes too short to
-    reach the boundary gave other budgets than full attacks (benchmarks/probe_fidelity.py)."""
-    agg = mr.msd(LINF, L2, L1, steps=2)
+def spy_on_each_player(agg, monkeypatch) -> list[tuple]:
+    """Record ``(eps, alpha, steps)`` of every ``each_player`` call of ``agg``'s class."""
     seen = []
     each_player = type(agg).each_player
 
@@ -103,13 +99,47 @@ def test_msd_probes_take_steps_that_can_reach_the_boundary(probe_steps, monkeypa
         return each_player(self, model, x, y, eps, alpha, generator, steps, compiled)
 
     monkeypatch.setattr(type(agg), "each_player", spy)
-    t = trainer(mr.adaptive(agg, timing="lagged", probe_steps=probe_steps))
-    t.step(*data(8).tensors)
-    eps, alpha = [0.1, 0.5, 2.0], [0.05, 0.25, 0.5]
-    want = [max(a, e / probe_steps) for e, a in zip(eps, alpha, strict=True)]
+    return seen
+
+
+EPS0, ALPHA0 = [0.1, 0.5, 2.0], [0.05, 0.25, 0.5]  # of LINF, L2, L1
+
+
+@pytest.mark.parametrize("probe_steps", [1, 2, 10])
+@pytest.mark.parametrize("policy", ["adaptive lagged", "fixed tracked"])
+def test_msd_probes_take_steps_that_can_reach_the_boundary(policy, probe_steps, monkeypatch):
+    """MSD's probes run at the base budgets with step size max(alpha, eps / probe_steps): the
+    players' own step sizes are tuned to their own step counts, and probes too short to reach
+    the boundary gave other budgets than full attacks (benchmarks/probe_fidelity.py)."""
+    agg = mr.msd(LINF, L2, L1, steps=2)
+    seen = spy_on_each_player(agg, monkeypatch)
+    if policy == "adaptive lagged":
+        game = mr.adaptive(agg, timing="lagged", probe_steps=probe_steps)
+    else:
+        game = mr.fixed(agg, track_domination=True, probe_steps=probe_steps)
+    trainer(game).step(*data(8).tensors)
+    want = [max(a, e / probe_steps) for e, a in zip(EPS0, ALPHA0, strict=True)]
     assert len(seen) == 1
-    assert seen[0][0] == pytest.approx(eps) and seen[0][2] == probe_steps
+    assert seen[0][0] == pytest.approx(EPS0) and seen[0][2] == probe_steps
     assert seen[0][1] == pytest.approx(want)
+
+
+@pytest.mark.parametrize(
+    "game",
+    [
+        mr.adaptive(mr.msd(LINF, L2, L1, steps=2), probe_steps=1),
+        mr.adaptive(mr.max_(LINF, L2, L1), timing="lagged", probe_steps=1),
+    ],
+    ids=["msd same-batch", "max lagged"],
+)
+def test_full_per_player_attacks_keep_the_players_step_sizes(game, monkeypatch):
+    """Same-batch AdaptiveBudget's attacks, and MAX's own attacks that the lagged timing reuses,
+    run with each player's own steps and step size: no probes."""
+    seen = spy_on_each_player(game.aggregator, monkeypatch)
+    trainer(game).step(*data(8).tensors)
+    assert len(seen) == 1
+    assert seen[0][0] == pytest.approx(EPS0) and seen[0][2] is None
+    assert seen[0][1] == pytest.approx(ALPHA0)
 
 
 def test_a_step_marks_its_phases_for_the_profiler():
@@ -125,6 +155,7 @@ def test_a_step_marks_its_phases_for_the_profiler():
         "multirobust.player_attacks",
         "multirobust.player_gradients",
         "multirobust.budgets",
+        "multirobust.loss",
         "multirobust.update",
     }
 

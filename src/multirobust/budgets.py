@@ -150,9 +150,10 @@ class Adaptive:
             the aggregator at the new budgets) or ``"lagged"`` (budgets from batch t used on t+1;
             MAX and AVG reuse their own per-player attacks, MSD runs short probe attacks).
         scale_steps: scale each step size with its budget (the paper is silent; ours).
-        probe_steps: PGD steps per player of the lagged MSD probes, at the base budgets, with
-            step size ``max(alpha, eps / probe_steps)`` so that a short probe can reach its
-            budget's boundary (``benchmarks/probe_fidelity.py`` measures why).
+        probe_steps: PGD steps per player of the lagged MSD probes (at least 2 advised), at
+            the base budgets, with step size ``max(alpha, eps / probe_steps)`` so that a short
+            probe can reach its budget's boundary (``benchmarks/probe_fidelity.py`` measures the
+            effect).
     """
 
     aggregator: Max | Avg | Msd

@@ -92,7 +92,7 @@ def player_gradients(
         norm: ``"l2"`` or ``"l1"``: the norm of the flattened gradient.
         method: ``"vmap"`` (one vectorised pass over players), ``"loop"`` (K passes; for models
             that vmap cannot handle, and as the reference in tests), or ``"auto"``: vmap, except
-            on CPU, where the loop measured 1.1-1.8x faster, eager and compiled
+            on CPU, where the loop measured faster, eager and compiled
             (``benchmarks/player_gradients.py``), and under an enabled autocast, where torch's
             vmap rule for BatchNorm fails on bf16 activations (torch 2.11-2.14).
         compiled: run the gradient computation through ``torch.compile`` (``True`` or a mode,

@@ -261,7 +261,7 @@ class Trainer:
                 batch = self._perturb(x, y, used)
                 if game.needs_gradients:
                     grads = self._adapt(x, y, batch)  # budgets for the next batch
-            with record_function("multirobust.update"):
+            with record_function("multirobust.loss"):
                 loss = agg.loss(self.model, batch, self.compile)
         with record_function("multirobust.update"):
             skipped = self._update(loss)
