@@ -6,6 +6,7 @@ import copy
 import pytest
 import torch
 from torch import nn
+from torch._dynamo.utils import counters
 
 import multirobust as mr
 
@@ -74,6 +75,17 @@ def test_compiled_training_on_cuda_matches_eager(game, compile) -> None:
     for k, v in w_eager.items():
         torch.testing.assert_close(w_fast[k], v, atol=1e-4, rtol=1e-3)
     assert r_fast[-1]["eps"] == pytest.approx(r_eager[-1]["eps"], rel=1e-3)
+
+
+@pytest.mark.usefixtures("untyped")
+@pytest.mark.parametrize("game", GAMES, ids=["msd+ab", "max+ab"])
+def test_fast_path_skips_no_cuda_graph(game) -> None:
+    """Under ``compile="reduce-overhead"`` every compiled attack iteration, last-iterate scorer
+    and per-player gradient is replayed as a CUDA graph: torch skipped none of them (a skip is
+    logged with its reason under ``TORCH_LOGS=cudagraphs``)."""
+    counters.clear()
+    train(game, compile="reduce-overhead", amp=True)
+    assert counters["inductor"]["cudagraph_skips"] == 0
 
 
 def test_bf16_training_on_cuda_stays_finite_and_close() -> None:
