@@ -19,6 +19,7 @@ import torch
 
 import multirobust as mr
 from multirobust.attacks import frozen_model
+from multirobust.budgets import probe_step_sizes
 from multirobust.data import digits
 from multirobust.models import DigitsCNN
 from step_time import DIGITS_PLAYERS
@@ -29,7 +30,7 @@ def norms(model, agg, x, y, steps, seed: int, reach: bool = False) -> torch.Tens
     budgets; with ``reach``, step sizes ``max(alpha, eps / steps)`` (the library's probes)."""
     eps0, alpha0 = agg.base_budgets()
     if reach:
-        alpha0 = torch.maximum(alpha0, eps0 / steps)
+        alpha0 = probe_step_sizes(eps0, alpha0, steps)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad(), frozen_model(model):
         inputs, _ = agg.each_player(model, x, y, eps0, alpha0, g, steps=steps)

@@ -74,6 +74,22 @@ def adaptive_factors(
     return factor, True
 
 
+def probe_step_sizes(
+    eps: Float[Tensor, " k"], alpha: Float[Tensor, " k"], steps: int
+) -> Float[Tensor, " k"]:
+    """Step sizes of per-player probe attacks of ``steps`` steps: ``max(alpha, eps / steps)``.
+
+    A probe this short can still reach its budget's boundary; the players' own step sizes are
+    tuned for their own step counts (MSD's lagged AdaptiveBudget and tracked domination; see
+    ``benchmarks/probe_fidelity.py``).
+
+    Examples:
+        >>> probe_step_sizes(torch.tensor([1.0, 3.0]), torch.tensor([0.75, 0.5]), 2).tolist()
+        [0.75, 1.5]
+    """
+    return torch.maximum(alpha, eps / steps)
+
+
 def _check_clamp(clamp: object) -> tuple[float, float] | None:
     """``clamp`` as a pair of floats ``(lo, hi)`` with ``0 < lo <= 1 <= hi < inf``, or ``None``."""
     if clamp is None:

@@ -22,7 +22,7 @@ from torch.profiler import record_function
 from multirobust import _checks
 from multirobust.aggregators import Avg, Max, Msd, Perturbed
 from multirobust.attacks import COMPILE_MODES, check_batch, frozen_model
-from multirobust.budgets import Adaptive, BudgetState, Fixed, Game
+from multirobust.budgets import Adaptive, BudgetState, Fixed, Game, probe_step_sizes
 from multirobust.gradients import PlayerGradients, player_gradients
 
 
@@ -215,8 +215,8 @@ class Trainer:
         else:
             eps0, alpha0 = agg.base_budgets(x.device)
             probe = None if batch is None else game.probe_steps
-            if probe is not None:  # short probes take steps long enough to reach the boundary
-                alpha0 = torch.maximum(alpha0, eps0 / probe)
+            if probe is not None:
+                alpha0 = probe_step_sizes(eps0, alpha0, probe)
             with frozen_model(self.module), record_function("multirobust.player_attacks"):
                 inputs, _ = agg.each_player(
                     self.module,
