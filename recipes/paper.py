@@ -157,16 +157,19 @@ def main(dataset: str, argv: list[str] | None = None) -> dict:
             torch.cuda.max_memory_allocated(dist.device) / 2**30, 2
         )
         results["gpu"] = torch.cuda.get_device_name(dist.device)
+    net = trainer.module
     if dist.world_size > 1:
         digests = [None] * dist.world_size
-        torch.distributed.all_gather_object(digests, ex.weights_digest(trainer.module))
+        torch.distributed.all_gather_object(digests, ex.weights_digest(net))
         results["ranks_identical"] = len(set(digests)) == 1
+        del trainer, model  # the DDP wrapper holds the process group: drop it before leaving
+        dist.close()  # every rank together, before rank 0 evaluates alone
     if dist.is_main:
         n = min(args.eval_n or len(test), len(test))
         x, y = next(iter(DataLoader(Subset(test, range(n)), batch_size=n)))
         eval_players = tuple(p(steps=eval_steps[p.name]) for p in settings.players)
         report = mr.evaluate(
-            trainer.module,
+            net,
             (x, y),
             threats=eval_players,
             suite="pgd",
@@ -177,9 +180,7 @@ def main(dataset: str, argv: list[str] | None = None) -> dict:
         print(report)
         if not args.smoke:
             try:
-                aa = mr.evaluate(
-                    trainer.module, (x, y), threats=settings.players, suite="autoattack"
-                )
+                aa = mr.evaluate(net, (x, y), threats=settings.players, suite="autoattack")
                 results["autoattack"] = aa.to_dict()
                 print(aa)
             except ImportError as e:
@@ -191,6 +192,4 @@ def main(dataset: str, argv: list[str] | None = None) -> dict:
                 {k: v for k, v in results.items() if k not in ("pgd", "autoattack")}, indent=2
             )
         )
-    if dist.world_size > 1:
-        torch.distributed.destroy_process_group()
     return results

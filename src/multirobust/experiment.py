@@ -9,6 +9,7 @@ Examples:
 """
 
 import dataclasses
+import gc
 import hashlib
 import json
 import os
@@ -218,6 +219,23 @@ class Distributed:
     def is_main(self) -> bool:
         """Whether this process writes logs and checkpoints."""
         return self.rank == 0
+
+    def close(self) -> None:
+        """Leave the process group on every rank together: collect garbage, a barrier, destroy.
+
+        Call it on every rank once the last collective is done and every reference to the
+        ``DistributedDataParallel`` wrapper is dropped (it holds the group). Under gloo, a rank
+        that exits while its peers still hold the group can abort with SIGABRT ("terminate
+        called without an active exception"). After it, rank 0 may go on alone (evaluation)
+        without a barrier timing out. A no-op in a single process.
+
+        Example:
+            >>> init_distributed("cpu").close()  # not under torchrun: nothing to leave
+        """
+        if self.world_size > 1 and torch.distributed.is_initialized():
+            gc.collect()  # a trainer and its compiled closures form cycles that hold the wrapper
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
 
 
 def init_distributed(device: str | None = None) -> Distributed:
