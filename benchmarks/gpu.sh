@@ -4,8 +4,8 @@
 # gradients' vmap against loop, and the step-time benchmark. Logs go to $OUT (or ./gpu-out).
 #   bash benchmarks/gpu.sh [tests] [determinism] [profile] [profile-ab] [gradients] [bench-msd]
 #                          [bench-ab] [bench-all]
-# With no argument it runs every part (its limits add up to 27 min). One device call may run 600 s; the parts'
-# time limits add up in groups that fit:
+# With no argument it runs every part (their limits add up to 27 min). One device call may run
+# 600 s; the parts' time limits add up in groups that fit:
 #   tests bench-ab profile-ab (420 s) | gradients bench-msd (570 s) | profile bench-all (420 s)
 #   | determinism (180 s)
 # The first group alone decides issue 7's open goals (the MSD step and AdaptiveBudget's overhead,
