@@ -66,9 +66,13 @@ class _Aggregator:
         return tuple(p.name for p in self.players)
 
     def base_budgets(self, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
-        """The players' own budgets and step sizes as float32 tensors ``[K]``."""
-        eps = torch.tensor([float(p.eps) for p in self.players], device=device)
-        alpha = torch.tensor([float(p.alpha) for p in self.players], device=device)
+        """The players' own budgets and step sizes as float32 tensors ``[K]``.
+
+        Copied to ``device`` without blocking: on a GPU, a blocking copy would wait for all the
+        work queued before it (a host synchronisation in the middle of a training step).
+        """
+        eps = torch.tensor([float(p.eps) for p in self.players]).to(device, non_blocking=True)
+        alpha = torch.tensor([float(p.alpha) for p in self.players]).to(device, non_blocking=True)
         return eps, alpha
 
     def perturb(
@@ -93,7 +97,6 @@ class _Aggregator:
             compiled: run each attack iteration through ``torch.compile`` (``True`` or a mode,
                 see ``multirobust.attacks.iteration``).
         """
-        base_eps, base_alpha = self.base_budgets(x.device)
         k = len(self.players)
         for name, t in (("eps", eps), ("alpha", alpha)):
             if t is not None and (not isinstance(t, torch.Tensor) or t.shape != (k,)):
@@ -101,8 +104,11 @@ class _Aggregator:
                 raise ValueError(
                     f"{name} must be a tensor [K] with one entry per player (K={k}), got {got}"
                 )
-        eps = base_eps if eps is None else eps.to(x.device)
-        alpha = base_alpha if alpha is None else alpha.to(x.device)
+        if eps is None or alpha is None:
+            base_eps, base_alpha = self.base_budgets(x.device)
+            eps = base_eps if eps is None else eps
+            alpha = base_alpha if alpha is None else alpha
+        eps, alpha = eps.to(x.device), alpha.to(x.device)
         with frozen_model(model), torch.no_grad():
             return self._perturb(model, x, y, eps, alpha, generator, compiled)
 

@@ -59,18 +59,23 @@ def adaptive_factors(
         raise ValueError(
             f"norms must be a non-empty 1-d tensor [K], one gradient norm per player, got {got}"
         )
-    if bool((norms < 0).any()):
+    m = norms.double().median() if norms.numel() % 2 else norms.double().quantile(0.5)
+    factor = (norms.double() / m).to(norms.dtype)
+    # All three checks in one host synchronisation (on a GPU, each read waits for the queue).
+    negative, usable, positive = torch.stack(
+        [
+            (norms < 0).any(),
+            torch.isfinite(norms).all() & (m > 0),
+            (torch.isfinite(factor) & (factor > 0)).all(),
+        ]
+    ).tolist()
+    if negative:
         raise ValueError(f"norms must be >= 0 (gradient norms), got {norms.tolist()}")
     clamp = _check_clamp(clamp)
-    m = norms.double().median() if norms.numel() % 2 else norms.double().quantile(0.5)
-    ok = bool(torch.isfinite(norms).all()) and float(m) > 0
-    if not ok:
+    if not usable or (clamp is None and not positive):  # a clamp bounds any factor of usable norms
         return torch.ones_like(norms), False
-    factor = (norms.double() / m).to(norms.dtype)
     if clamp is not None:
         factor = factor.clamp(clamp[0], clamp[1])
-    if not bool((torch.isfinite(factor) & (factor > 0)).all()):  # only without a clamp
-        return torch.ones_like(norms), False
     return factor, True
 
 

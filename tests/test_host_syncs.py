@@ -1,0 +1,163 @@
+"""Host synchronisations: none inside an attack's iterations, and a fixed few per training step.
+
+On a GPU, every read of a tensor's value by Python (``bool(t)``, ``t.item()``, ``t.tolist()``,
+``float(t)``) and every blocking copy of Python values to the device waits for all the queued
+work, and the GPU then idles until Python launches more. This CPU test counts those calls with
+a ``TorchFunctionMode``, so a sync added to an iteration is caught without a GPU. Blocking
+copies to a GPU cannot be seen on a CPU: the test of ``base_budgets`` checks the one copy the
+step makes. (On a GPU, ``torch.cuda.set_sync_debug_mode("warn")`` reports both kinds.)
+"""
+
+import collections
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+import multirobust as mr
+from test_training import L1, L2, LINF, tiny_model
+
+READS = frozenset(
+    {"__bool__", "__float__", "__int__", "__index__", "item", "tolist", "cpu", "numpy", "nonzero"}
+)
+
+
+class HostSyncs(TorchFunctionMode):
+    """Counts, by name, the calls that make a GPU wait for the host."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in READS:
+            self.calls[name] += 1
+        return func(*args, **(kwargs or {}))
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+
+def test_the_counter_sees_each_kind_of_read() -> None:
+    t = torch.ones(3)
+    with HostSyncs() as syncs:
+        u = t * 2 + 1  # device work only
+        reads = [bool(u.sum() > 0), u[0].item(), u.tolist(), float(u[0]), int(u[0]), u.nonzero()]
+    assert len(reads) == 6
+    assert syncs.calls == dict.fromkeys(
+        ("__bool__", "item", "tolist", "__float__", "__int__", "nonzero"), 1
+    )
+
+
+def players(steps: int) -> tuple[mr.Player, ...]:
+    return tuple(p(steps=steps) for p in (LINF, L2, L1))
+
+
+def aggregator(kind: str, steps: int) -> mr.Max | mr.Avg | mr.Msd:
+    ps = players(steps)
+    return mr.msd(*ps, steps=steps) if kind == "msd" else getattr(mr, kind)(*ps)
+
+
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(8, 1, 6, 6, generator=g), torch.randint(0, 5, (8,), generator=g)
+
+
+def attack_syncs(kind: str, steps: int) -> collections.Counter[str]:
+    agg = aggregator(kind, steps)
+    eps, alpha = agg.base_budgets()
+    x, y = batch()
+    with HostSyncs() as syncs:
+        agg.perturb(tiny_model(), x, y, eps, alpha, torch.Generator().manual_seed(1))
+    return syncs.calls
+
+
+@pytest.mark.parametrize("kind", ["msd", "max_", "avg"])
+def test_attacks_never_sync_inside_their_iterations(kind: str) -> None:
+    short, long = attack_syncs(kind, 2), attack_syncs(kind, 6)
+    assert short == long, "a sync inside the iterations: the count grows with the steps"
+    if kind == "msd":  # the best-so-far is tracked on the device
+        assert short == {}
+    else:  # one check per player's PGD run, whether its best loss is finite (rescoring if not)
+        assert short == {"__bool__": 3}
+
+
+GAMES = {
+    "msd": lambda s: mr.fixed(aggregator("msd", s)),
+    "msd+ab lagged": lambda s: mr.adaptive(aggregator("msd", s), timing="lagged", probe_steps=2),
+    "max+ab same-batch": lambda s: mr.adaptive(aggregator("max_", s)),
+    "avg+ab lagged": lambda s: mr.adaptive(aggregator("avg", s), timing="lagged"),
+}
+
+
+def step_syncs(game: mr.Fixed | mr.Adaptive) -> collections.Counter[str]:
+    model = tiny_model()
+    trainer = mr.Trainer(model, torch.optim.SGD(model.parameters(), lr=0.05), game)
+    x, y = batch()
+    trainer.step(x, y)  # the first step checks the batch and the model
+    with HostSyncs() as syncs:
+        trainer.step(x, y)
+    return syncs.calls
+
+
+@pytest.mark.parametrize("name", list(GAMES))
+def test_a_training_step_syncs_a_fixed_number_of_times(name: str) -> None:
+    assert step_syncs(GAMES[name](2)) == step_syncs(GAMES[name](5))
+
+
+@pytest.mark.parametrize(("name", "expected"), [("msd", 0), ("msd+ab lagged", 4)])
+def test_syncs_before_the_skip_decision(name: str, expected: int) -> None:
+    # MSD+AB lagged: one finite-loss check per probe (3 players) and one read by the budget rule.
+    # validate="first": the default checks every batch's values (5 reads before the attack).
+    model = tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    trainer = mr.Trainer(model, optimizer, GAMES[name](3), validate="first")
+    x, y = batch()
+    trainer.step(x, y)
+    update, before = trainer._update, []
+
+    def counted(loss: torch.Tensor) -> bool:
+        before.append(syncs.total)
+        return update(loss)
+
+    trainer._update = counted
+    with HostSyncs() as syncs:
+        trainer.step(x, y)
+    assert before == [expected]
+
+
+def test_the_adaptive_update_syncs_once() -> None:
+    policy = mr.adaptive(aggregator("msd", 2))
+    state = policy.init()
+    with HostSyncs() as syncs:
+        policy.update(state, torch.tensor([1.0, 2.0, 8.0]))
+    assert syncs.calls == {"tolist": 1}
+
+
+def test_base_budgets_copy_to_the_device_without_blocking(monkeypatch) -> None:
+    seen = []
+    real = torch.Tensor.to
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("non_blocking", False))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", spy)
+    aggregator("msd", 2).base_budgets(torch.device("cpu"))
+    assert seen == [True, True]
+
+
+def test_perturb_builds_no_base_budgets_when_given_both(monkeypatch) -> None:
+    agg = aggregator("msd", 2)
+    eps, alpha = agg.base_budgets()
+    calls = []
+    monkeypatch.setattr(
+        type(agg), "base_budgets", lambda self, device=None: calls.append(device) or (eps, alpha)
+    )
+    x, y = batch()
+    agg.perturb(tiny_model(), x, y, eps, alpha)
+    assert calls == []
+    agg.perturb(tiny_model(), x, y, eps)  # alpha missing: the players' own
+    assert len(calls) == 1
