@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import time
+import weakref
 
 import torch
 from torch.utils.data import DataLoader, Subset
@@ -59,6 +60,14 @@ def parse_args(dataset: str, argv: list[str] | None) -> argparse.Namespace:
         if value is not None and value < 1:
             p.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
     return args
+
+
+def save_results(out: str, results: dict) -> None:
+    """Write ``results.json`` whole or not at all (a temporary file renamed over it)."""
+    path = os.path.join(out, "results.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(results, f, indent=2)
+    os.replace(path + ".tmp", path)
 
 
 def main(dataset: str, argv: list[str] | None = None) -> dict:
@@ -162,9 +171,11 @@ def main(dataset: str, argv: list[str] | None = None) -> dict:
         digests = [None] * dist.world_size
         torch.distributed.all_gather_object(digests, ex.weights_digest(net))
         results["ranks_identical"] = len(set(digests)) == 1
+        wrapper = weakref.ref(model)
         del trainer, model  # the DDP wrapper holds the process group: drop it before leaving
-        dist.close()  # every rank together, before rank 0 evaluates alone
+        dist.close(wrapper)  # every rank together, before rank 0 evaluates alone
     if dist.is_main:
+        save_results(args.out, results)  # the training's, in case the evaluation is cut short
         n = min(args.eval_n or len(test), len(test))
         x, y = next(iter(DataLoader(Subset(test, range(n)), batch_size=n)))
         eval_players = tuple(p(steps=eval_steps[p.name]) for p in settings.players)
@@ -185,8 +196,7 @@ def main(dataset: str, argv: list[str] | None = None) -> dict:
                 print(aa)
             except ImportError as e:
                 print(f"AutoAttack skipped: {e}")
-        with open(os.path.join(args.out, "results.json"), "w") as f:
-            json.dump(results, f, indent=2)
+        save_results(args.out, results)
         print(
             json.dumps(
                 {k: v for k, v in results.items() if k not in ("pgd", "autoattack")}, indent=2

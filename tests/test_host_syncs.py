@@ -1,11 +1,13 @@
 """Host synchronisations: none inside an attack's iterations, and a fixed few per training step.
 
 On a GPU, every read of a tensor's value by Python (``bool(t)``, ``t.item()``, ``t.tolist()``,
-``float(t)``) and every blocking copy of Python values to the device waits for all the queued
-work, and the GPU then idles until Python launches more. This CPU test counts those calls with
-a ``TorchFunctionMode``, so a sync added to an iteration is caught without a GPU. Blocking
-copies to a GPU cannot be seen on a CPU: the test of ``base_budgets`` checks the one copy the
-step makes. (On a GPU, ``torch.cuda.set_sync_debug_mode("warn")`` reports both kinds.)
+``float(t)``), every op whose output size depends on values (``nonzero``, a boolean mask,
+``unique``, ``bincount``) and every blocking copy to or from the device waits for all the queued
+work, and the GPU then idles until Python launches more. This CPU test counts the first two
+kinds with a ``TorchFunctionMode``, so a sync added to an iteration is caught without a GPU. It
+does not see copies (the test of ``base_budgets`` checks the one copy a step makes) nor reads
+inside a Python-level torch function (the mode is off while one runs). On a GPU,
+``torch.cuda.set_sync_debug_mode("warn")`` reports them all.
 """
 
 import collections
@@ -18,7 +20,12 @@ import multirobust as mr
 from test_training import L1, L2, LINF, tiny_model
 
 READS = frozenset(
-    {"__bool__", "__float__", "__int__", "__index__", "item", "tolist", "cpu", "numpy", "nonzero"}
+    {
+        *("__bool__", "__float__", "__int__", "__index__", "__contains__", "is_nonzero"),
+        *("item", "tolist", "cpu", "numpy", "__array__", "__format__", "__repr__"),
+        *("equal", "allclose", "nonzero", "masked_select", "unique", "unique_consecutive"),
+        *("bincount", "repeat_interleave"),
+    }
 )
 
 
@@ -33,6 +40,10 @@ class HostSyncs(TorchFunctionMode):
         name = getattr(func, "__name__", "")
         if name in READS:
             self.calls[name] += 1
+        elif name == "__getitem__" and getattr(args[1], "dtype", None) == torch.bool:
+            self.calls["boolean mask"] += 1
+        elif name == "where" and len(args) + len(kwargs or {}) == 1:
+            self.calls["where"] += 1
         return func(*args, **(kwargs or {}))
 
     @property
@@ -40,15 +51,26 @@ class HostSyncs(TorchFunctionMode):
         return sum(self.calls.values())
 
 
-def test_the_counter_sees_each_kind_of_read() -> None:
-    t = torch.ones(3)
+@pytest.fixture(autouse=True)
+def no_debug_mode(monkeypatch) -> None:
+    """Debug mode checks every attack step, which reads values: the counts assume it is off."""
+    monkeypatch.delenv("MULTIROBUST_DEBUG", raising=False)
+
+
+def test_the_counter_sees_each_kind_of_sync() -> None:
+    t = torch.tensor([1.0, 2.0, 2.0])
     with HostSyncs() as syncs:
         u = t * 2 + 1  # device work only
-        reads = [bool(u.sum() > 0), u[0].item(), u.tolist(), float(u[0]), int(u[0]), u.nonzero()]
-    assert len(reads) == 6
-    assert syncs.calls == dict.fromkeys(
-        ("__bool__", "item", "tolist", "__float__", "__int__", "nonzero"), 1
-    )
+        reads = [
+            bool(u.sum() > 0), u[0].item(), u.tolist(), float(u[0]), int(u[0]), u.nonzero(),
+            torch.equal(u, t), torch.allclose(u, t), u[u > 3], torch.where(u > 3), u.unique(),
+            torch.bincount(u.long()), f"{u[0]:.1f}",
+        ]  # fmt: skip
+    assert len(reads) == 13
+    assert set(syncs.calls) == {
+        *("__bool__", "item", "tolist", "__float__", "__int__", "nonzero", "equal"),
+        *("allclose", "boolean mask", "where", "unique", "bincount", "__format__"),
+    }
 
 
 def players(steps: int) -> tuple[mr.Player, ...]:
@@ -109,7 +131,9 @@ def test_a_training_step_syncs_a_fixed_number_of_times(name: str) -> None:
 
 @pytest.mark.parametrize(("name", "expected"), [("msd", 0), ("msd+ab lagged", 4)])
 def test_syncs_before_the_skip_decision(name: str, expected: int) -> None:
-    # MSD+AB lagged: one finite-loss check per probe (3 players) and one read by the budget rule.
+    # MSD+AB lagged: one finite-loss check per probe (3 players) and one read by the budget rule
+    # (7 before the rule read its checks at once). MSD's 0 guards its attack against new reads;
+    # the blocking copies it made before are invisible here (see the base_budgets test).
     # validate="first": the default checks every batch's values (5 reads before the attack).
     model = tiny_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
@@ -136,17 +160,15 @@ def test_the_adaptive_update_syncs_once() -> None:
     assert syncs.calls == {"tolist": 1}
 
 
-def test_base_budgets_copy_to_the_device_without_blocking(monkeypatch) -> None:
-    seen = []
-    real = torch.Tensor.to
-
-    def spy(self, *args, **kwargs):
-        seen.append(kwargs.get("non_blocking", False))
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(torch.Tensor, "to", spy)
-    aggregator("msd", 2).base_budgets(torch.device("cpu"))
-    assert seen == [True, True]
+@pytest.mark.parametrize(("device", "non_blocking"), [("cuda", True), ("cpu", False)])
+def test_base_budgets_copy_to_cuda_without_blocking(monkeypatch, device, non_blocking) -> None:
+    # Not blocking on CUDA only: elsewhere (MPS) a non-blocking copy of a temporary is unsafe.
+    copies = []
+    monkeypatch.setattr(
+        torch.Tensor, "to", lambda t, *a, **kw: copies.append((a, kw)) or t, raising=True
+    )
+    aggregator("msd", 2).base_budgets(torch.device(device))
+    assert copies == [((torch.device(device),), {"non_blocking": non_blocking})] * 2
 
 
 def test_perturb_builds_no_base_budgets_when_given_both(monkeypatch) -> None:

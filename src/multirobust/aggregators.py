@@ -68,12 +68,13 @@ class _Aggregator:
     def base_budgets(self, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
         """The players' own budgets and step sizes as float32 tensors ``[K]``.
 
-        Copied to ``device`` without blocking: on a GPU, a blocking copy would wait for all the
-        work queued before it (a host synchronisation in the middle of a training step).
+        Copied to a CUDA device without blocking: a blocking copy would wait for all the work
+        queued before it (a host synchronisation in the middle of a training step).
         """
-        eps = torch.tensor([float(p.eps) for p in self.players]).to(device, non_blocking=True)
-        alpha = torch.tensor([float(p.alpha) for p in self.players]).to(device, non_blocking=True)
-        return eps, alpha
+        cuda = device is not None and torch.device(device).type == "cuda"
+        eps = torch.tensor([float(p.eps) for p in self.players], dtype=torch.float32)
+        alpha = torch.tensor([float(p.alpha) for p in self.players], dtype=torch.float32)
+        return eps.to(device, non_blocking=cuda), alpha.to(device, non_blocking=cuda)
 
     def perturb(
         self,
@@ -185,7 +186,7 @@ class Max(_EachPlayer):
     def _combine(self, x: Tensor, y: Tensor, inputs: Tensor, losses: Tensor) -> Perturbed:
         win = losses.argmax(dim=0)
         chosen = inputs[win, torch.arange(x.shape[0], device=x.device)]
-        gamma = torch.bincount(win, minlength=len(self.players)).float() / x.shape[0]
+        gamma = F.one_hot(win, len(self.players)).float().mean(dim=0)  # bincount syncs on CUDA
         return Perturbed(chosen, y, gamma, inputs, losses.mean(dim=1))
 
 

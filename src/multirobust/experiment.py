@@ -13,6 +13,7 @@ import gc
 import hashlib
 import json
 import os
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -220,21 +221,35 @@ class Distributed:
         """Whether this process writes logs and checkpoints."""
         return self.rank == 0
 
-    def close(self) -> None:
+    def close(self, wrapper: weakref.ReferenceType[nn.Module] | None = None) -> None:
         """Leave the process group on every rank together: collect garbage, a barrier, destroy.
 
         Call it on every rank once the last collective is done and every reference to the
-        ``DistributedDataParallel`` wrapper is dropped (it holds the group). Under gloo, a rank
-        that exits while its peers still hold the group can abort with SIGABRT ("terminate
-        called without an active exception"). After it, rank 0 may go on alone (evaluation)
-        without a barrier timing out. A no-op in a single process.
+        ``DistributedDataParallel`` wrapper is dropped: under gloo, a rank whose wrapper (which
+        holds the group) is still alive when its process exits can abort with SIGABRT
+        ("terminate called without an active exception"), and torchrun then kills the others.
+        After it, rank 0 may go on alone (evaluation) with no collective pending. A no-op in a
+        single process.
+
+        Args:
+            wrapper: a weak reference to the wrapper, taken before dropping it; ``close`` raises
+                if the wrapper is still alive, instead of leaving the abort to chance.
 
         Example:
             >>> init_distributed("cpu").close()  # not under torchrun: nothing to leave
         """
-        if self.world_size > 1 and torch.distributed.is_initialized():
-            gc.collect()  # a trainer and its compiled closures form cycles that hold the wrapper
-            torch.distributed.barrier()
+        if self.world_size == 1 or not torch.distributed.is_initialized():
+            return
+        gc.collect()  # a trainer and its compiled closures form cycles that hold the wrapper
+        if wrapper is not None and wrapper() is not None:
+            raise RuntimeError(
+                "close(): the DistributedDataParallel wrapper is still referenced; drop every "
+                "reference to it (the model, the Trainer) before leaving the process group"
+            )
+        cuda = self.device.type == "cuda"
+        try:
+            torch.distributed.barrier(device_ids=[self.device.index] if cuda else None)
+        finally:
             torch.distributed.destroy_process_group()
 
 
