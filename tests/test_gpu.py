@@ -93,3 +93,19 @@ def test_bf16_training_on_cuda_stays_finite_and_close() -> None:
     (_, r32), (_, r16) = train(game), train(game, amp=True)
     assert all(r["skipped"] is False for r in r16)
     assert r16[-1]["loss"] == pytest.approx(r32[-1]["loss"], rel=0.1)
+
+
+def test_msd_attack_makes_no_host_sync_on_cuda() -> None:
+    # tests/test_host_syncs.py counts reads on CPU; this also catches blocking copies and
+    # value-sized ops, which only CUDA shows.
+    net, (x, y) = model(), batch()
+    agg = mr.msd(*PLAYERS, steps=4)
+    eps, alpha = agg.base_budgets(x.device)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    agg.perturb(net, x, y, eps, alpha, gen)  # warm-up: lazy CUDA initialisation may sync
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        agg.perturb(net, x, y, eps, alpha, gen)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
