@@ -9,7 +9,7 @@
 #   tests bench-ab profile-ab (420 s) | gradients bench-msd (570 s) | profile bench-all (420 s)
 #   | determinism (180 s)
 # The first group alone decides issue 7's open goals (the MSD step and AdaptiveBudget's overhead,
-# both `fast`) and fits a session lent 15 minutes of device time, the machine's start included.
+# both `fast`): at most 7 min, plus the machine's start (a minute or more), in a 15-min lease.
 set -u
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src:$PWD/tests:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"

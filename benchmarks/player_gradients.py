@@ -12,13 +12,11 @@ loop. bf16 rows run the loop only (torch's vmap rule for BatchNorm fails on bf16
 
 import argparse
 import contextlib
-import platform
 
 import torch
 
 import multirobust as mr
-from multirobust.models import DigitsCNN, PreActResNet18
-from step_time import timed
+from step_time import machine, timed, workload
 
 
 def main() -> None:
@@ -33,20 +31,12 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    if args.model == "digits":
-        model, shape = DigitsCNN().to(device), (1, 8, 8)
-    else:
-        model, shape = PreActResNet18().to(device), (3, 32, 32)
-    model.train()
+    shape, _, _, make_model = workload(args.model)
+    model = make_model().to(device).train()
     inputs = torch.rand(args.players, args.batch, *shape, device=device)
     y = torch.randint(0, 10, (args.batch,), device=device)
-    machine = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    )
     setting = f"{args.model}, K={args.players}, batch {args.batch}"
-    print(f"{setting}, {machine}, torch {torch.__version__}", flush=True)
+    print(f"{setting}, {machine(device)}, torch {torch.__version__}", flush=True)
     torch._dynamo.config.recompile_limit = 64
     compiles: list[bool | str] = [False] + [
         True if c == "default" else c for c in args.compile.split(",") if c

@@ -17,16 +17,13 @@ host overhead and idle gaps.
 """
 
 import argparse
-import dataclasses
 import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 import multirobust as mr
-from multirobust.experiment import make_game, paper_settings
-from multirobust.models import DigitsCNN, PreActResNet18
-from step_time import DIGITS_PLAYERS, VARIANTS
+from step_time import VARIANTS, lagged_game, workload
 
 
 def phases(prof: profile, cuda: bool) -> list[str]:
@@ -55,16 +52,10 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
-    if args.model == "digits":
-        shape, players, msd_steps, make_model = (1, 8, 8), DIGITS_PLAYERS, 10, DigitsCNN
-    else:
-        s = paper_settings("cifar10")
-        shape, players, msd_steps, make_model = (3, 32, 32), s.players, s.msd_steps, PreActResNet18
+    shape, players, msd_steps, make_model = workload(args.model)
     x = torch.rand(args.batch, *shape, device=device)
     y = torch.randint(0, 10, (args.batch,), device=device)
-    game = make_game(players, args.method, args.adaptive, msd_steps, timing="lagged")
-    if args.adaptive != "none":
-        game = dataclasses.replace(game, probe_steps=args.probe_steps)
+    name, game = lagged_game(players, args.method, args.adaptive, msd_steps, args.probe_steps)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     sort = "self_device_time_total" if cuda else "self_cpu_time_total"
     report = []
@@ -86,7 +77,6 @@ def main() -> None:
                 torch.cuda.synchronize()
             wall = time.perf_counter() - start
         events = prof.key_averages()
-        name = args.method + ("" if args.adaptive == "none" else f"+AB {args.adaptive} (lagged)")
         head = (
             f"== {name} {variant}, {args.model} batch {args.batch} on {device}: wall "
             f"{1e3 * wall:.1f} ms (under the profiler), {len(prof.events())} events"
@@ -100,8 +90,9 @@ def main() -> None:
             kernel = sum(e.self_device_time_total for e in on_device) / 1e3
             head += f", summed kernel time {kernel:.1f} ms"
         table = events.table(sort_by=sort, row_limit=args.rows)
-        report += [head, *phases(prof, cuda), table]
-        print(head, *phases(prof, cuda), sep="\n", flush=True)
+        phase_rows = phases(prof, cuda)
+        report += [head, *phase_rows, table]
+        print(head, *phase_rows, sep="\n", flush=True)
         print("\n".join(table.splitlines()[: args.rows + 4]), flush=True)
     if args.out:
         with open(args.out, "w") as f:

@@ -25,8 +25,10 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import multirobust as mr
@@ -61,6 +63,37 @@ VARIANTS = {
         "validate": "first",
     },
 }
+
+
+def workload(
+    model: str,
+) -> tuple[tuple[int, ...], tuple[mr.Player, ...], int, Callable[[], nn.Module]]:
+    """``--model``'s input shape, players, MSD iterations and model class (10 classes): the
+    digits CNN with ``DIGITS_PLAYERS``, or PreAct ResNet-18 with the paper's CIFAR-10 settings."""
+    if model == "digits":
+        return (1, 8, 8), DIGITS_PLAYERS, 10, DigitsCNN
+    s = paper_settings("cifar10")
+    return (3, 32, 32), s.players, s.msd_steps, PreActResNet18
+
+
+def machine(device: torch.device) -> str:
+    """The GPU's name, or the CPU and its torch threads: every figure names its machine."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def lagged_game(
+    players: tuple[mr.Player, ...], method: str, adaptive: str, msd_steps: int, probe_steps: int
+) -> tuple[str, mr.Fixed | mr.Adaptive]:
+    """A row's name and game: ``method`` with fixed budgets (``adaptive="none"``), or with the
+    lagged AdaptiveBudget of norm ``adaptive`` (MSD probing ``probe_steps`` steps)."""
+    game = make_game(players, method, adaptive, msd_steps, timing="lagged")
+    if adaptive == "none":
+        return method.upper(), game
+    return f"{method.upper()}+AB {adaptive} (lagged)", dataclasses.replace(
+        game, probe_steps=probe_steps
+    )
 
 
 def parse_args() -> argparse.Namespace:
@@ -100,27 +133,16 @@ def main() -> None:
     args = parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    if args.model == "digits":
-        shape, classes, players, msd_steps = (1, 8, 8), 10, DIGITS_PLAYERS, 10
-        make_model = DigitsCNN
-    else:
-        s = paper_settings("cifar10")
-        shape, classes, players, msd_steps = (3, 32, 32), 10, s.players, s.msd_steps
-        make_model = PreActResNet18
+    shape, players, msd_steps, make_model = workload(args.model)
     x = torch.rand(args.batch, *shape, device=device)
-    y = torch.randint(0, classes, (args.batch,), device=device)
-    machine = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    )
+    y = torch.randint(0, 10, (args.batch,), device=device)
     variants = args.variants.split(",")
     for v in variants:
         if v not in VARIANTS:
             raise SystemExit(f"--variants: unknown {v!r}; choose from {', '.join(VARIANTS)}")
     torch._dynamo.config.recompile_limit = 64  # many models and players in one process
     print(
-        f"model {args.model}, batch {args.batch}, device {device} ({machine}), "
+        f"model {args.model}, batch {args.batch}, device {device} ({machine(device)}), "
         f"torch {torch.__version__}",
         flush=True,
     )
@@ -134,9 +156,7 @@ def main() -> None:
             base = timed(step, args.repeats, device)
             print(f"baseline {method.upper()}: {1e3 * base:.1f} ms per step", flush=True)
         for ab in args.adaptive.split(","):
-            game = make_game(players, method, ab, msd_steps, timing="lagged")
-            if ab != "none":
-                game = dataclasses.replace(game, probe_steps=args.probe_steps)
+            name, game = lagged_game(players, method, ab, msd_steps, args.probe_steps)
             flops = None
             for variant in variants:
                 model = make_model().to(device)
@@ -156,7 +176,6 @@ def main() -> None:
                 trainer.step(x, y)  # the first step compiles
                 first = time.perf_counter() - start
                 t = timed(functools.partial(trainer.step, x, y), args.repeats, device)
-                name = method.upper() + ("" if ab == "none" else f"+AB {ab} (lagged)")
                 row = {"method": name, "variant": variant, "ms_per_step": round(1e3 * t, 1)}
                 if base is not None:
                     row["baseline_ms"] = round(1e3 * base, 1)
@@ -178,7 +197,7 @@ def main() -> None:
         print("| " + " | ".join(str(r.get(k, "")) for k in keys) + " |")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": machine, "args": vars(args), "rows": rows}, f, indent=2)
+            json.dump({"machine": machine(device), "args": vars(args), "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

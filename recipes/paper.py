@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
 
 import multirobust as mr
+from multirobust import checkpoint
 from multirobust import experiment as ex
 from multirobust.data import fake_dataset, torchvision_dataset
 
@@ -63,11 +64,9 @@ def parse_args(dataset: str, argv: list[str] | None) -> argparse.Namespace:
 
 
 def save_results(out: str, results: dict) -> None:
-    """Write ``results.json`` whole or not at all (a temporary file renamed over it)."""
-    path = os.path.join(out, "results.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(results, f, indent=2)
-    os.replace(path + ".tmp", path)
+    """Write ``results.json`` whole or not at all."""
+    text = json.dumps(results, indent=2).encode()
+    checkpoint.write_atomic(os.path.join(out, "results.json"), lambda f: f.write(text))
 
 
 def main(dataset: str, argv: list[str] | None = None) -> dict:

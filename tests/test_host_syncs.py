@@ -17,7 +17,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 import multirobust as mr
-from test_training import L1, L2, LINF, tiny_model
+from test_training import L1, L2, LINF, data, tiny_model, trainer
 
 READS = frozenset(
     {
@@ -82,15 +82,10 @@ def aggregator(kind: str, steps: int) -> mr.Max | mr.Avg | mr.Msd:
     return mr.msd(*ps, steps=steps) if kind == "msd" else getattr(mr, kind)(*ps)
 
 
-def batch() -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return torch.rand(8, 1, 6, 6, generator=g), torch.randint(0, 5, (8,), generator=g)
-
-
 def attack_syncs(kind: str, steps: int) -> collections.Counter[str]:
     agg = aggregator(kind, steps)
     eps, alpha = agg.base_budgets()
-    x, y = batch()
+    x, y = data(8).tensors
     with HostSyncs() as syncs:
         agg.perturb(tiny_model(), x, y, eps, alpha, torch.Generator().manual_seed(1))
     return syncs.calls
@@ -115,12 +110,10 @@ GAMES = {
 
 
 def step_syncs(game: mr.Fixed | mr.Adaptive) -> collections.Counter[str]:
-    model = tiny_model()
-    trainer = mr.Trainer(model, torch.optim.SGD(model.parameters(), lr=0.05), game)
-    x, y = batch()
-    trainer.step(x, y)  # the first step checks the batch and the model
+    t, (x, y) = trainer(game), data(8).tensors
+    t.step(x, y)  # warm-up: the first step also checks the model
     with HostSyncs() as syncs:
-        trainer.step(x, y)
+        t.step(x, y)
     return syncs.calls
 
 
@@ -135,20 +128,17 @@ def test_syncs_before_the_skip_decision(name: str, expected: int) -> None:
     # (7 before the rule read its checks at once). MSD's 0 guards its attack against new reads;
     # the blocking copies it made before are invisible here (see the base_budgets test).
     # validate="first": the default checks every batch's values (5 reads before the attack).
-    model = tiny_model()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    trainer = mr.Trainer(model, optimizer, GAMES[name](3), validate="first")
-    x, y = batch()
-    trainer.step(x, y)
-    update, before = trainer._update, []
+    t, (x, y) = trainer(GAMES[name](3), validate="first"), data(8).tensors
+    t.step(x, y)
+    update, before = t._update, []
 
     def counted(loss: torch.Tensor) -> bool:
         before.append(syncs.total)
         return update(loss)
 
-    trainer._update = counted
+    t._update = counted
     with HostSyncs() as syncs:
-        trainer.step(x, y)
+        t.step(x, y)
     assert before == [expected]
 
 
@@ -178,7 +168,7 @@ def test_perturb_builds_no_base_budgets_when_given_both(monkeypatch) -> None:
     monkeypatch.setattr(
         type(agg), "base_budgets", lambda self, device=None: calls.append(device) or (eps, alpha)
     )
-    x, y = batch()
+    x, y = data(8).tensors
     agg.perturb(tiny_model(), x, y, eps, alpha)
     assert calls == []
     agg.perturb(tiny_model(), x, y, eps)  # alpha missing: the players' own

@@ -15,7 +15,8 @@ Examples:
 
 import os
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import torch
 
@@ -35,13 +36,27 @@ def save(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
             f"state must be a dict (e.g. {{'model': model.state_dict()}}), got "
             f"{type(state).__name__}; load() refuses anything else"
         )
+    write_atomic(path, lambda f: torch.save(state, f))
+
+
+def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
+    """Create or replace the file ``path`` whole or not at all: ``write(f)`` fills a temporary
+    file in the same folder, which is flushed to disk and renamed over ``path``.
+
+    Examples:
+        >>> import json, tempfile
+        >>> path = tempfile.mkdtemp() + "/results.json"
+        >>> write_atomic(path, lambda f: f.write(json.dumps({"acc": 0.9}).encode()))
+        >>> open(path).read()
+        '{"acc": 0.9}'
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
