@@ -19,7 +19,14 @@ from torch.utils.data import DataLoader
 
 import multirobust as mr
 from multirobust.data import digits
-from multirobust.experiment import ADAPTIVE, METHODS, fit_with_checkpoints, make_game, plot_history
+from multirobust.experiment import (
+    ADAPTIVE,
+    METHODS,
+    fit_with_checkpoints,
+    make_game,
+    plot_history,
+    save_json,
+)
 from multirobust.models import DigitsCNN
 
 # Budgets for 8x8 images in [0, 1] (64 coordinates): l_inf 0.1 is 1.6 of the 16 grey levels.
@@ -72,9 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
         "players": [repr(p) for p in players],
         "threads": torch.get_num_threads(),
     }
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
+    save_json(os.path.join(args.out, "config.json"), config)
     print("settings:", json.dumps(config, indent=2))
 
     results = {}
@@ -118,14 +123,14 @@ def main(argv: list[str] | None = None) -> dict:
                 "final_eps": history[-1]["eps"],
                 "seconds": round(time.time() - start, 1),
             }
+            # Written after every model, so a run cut short keeps the finished models' results.
+            save_json(os.path.join(args.out, "results.json"), results)
             print(f"\n== {name}: trained and evaluated in {results[name]['seconds']} s")
             print(report)
             print(streaks)
 
     print("\nAll results (accuracy %, PGD suite):")
     print(table(results))
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
     return results
 
 

@@ -18,7 +18,6 @@ from torch.utils.data import DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
 
 import multirobust as mr
-from multirobust import checkpoint
 from multirobust import experiment as ex
 from multirobust.data import fake_dataset, torchvision_dataset
 
@@ -63,12 +62,6 @@ def parse_args(dataset: str, argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def save_results(out: str, results: dict) -> None:
-    """Write ``results.json`` whole or not at all."""
-    text = json.dumps(results, indent=2).encode()
-    checkpoint.write_atomic(os.path.join(out, "results.json"), lambda f: f.write(text))
-
-
 def main(dataset: str, argv: list[str] | None = None) -> dict:
     args = parse_args(dataset, argv)
     dist = ex.init_distributed(args.device)
@@ -105,8 +98,7 @@ def main(dataset: str, argv: list[str] | None = None) -> dict:
     }
     if dist.is_main:
         os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "config.json"), "w") as f:
-            json.dump(config, f, indent=2)
+        ex.save_json(os.path.join(args.out, "config.json"), config)
         print("settings:", json.dumps(config, indent=2))
 
     torch.manual_seed(args.seed)
@@ -174,7 +166,8 @@ def main(dataset: str, argv: list[str] | None = None) -> dict:
         del trainer, model  # the DDP wrapper holds the process group: drop it before leaving
         dist.close(wrapper)  # every rank together, before rank 0 evaluates alone
     if dist.is_main:
-        save_results(args.out, results)  # the training's, in case the evaluation is cut short
+        # The training's results first, in case the evaluation is cut short.
+        ex.save_json(os.path.join(args.out, "results.json"), results)
         n = min(args.eval_n or len(test), len(test))
         x, y = next(iter(DataLoader(Subset(test, range(n)), batch_size=n)))
         eval_players = tuple(p(steps=eval_steps[p.name]) for p in settings.players)
@@ -195,7 +188,7 @@ def main(dataset: str, argv: list[str] | None = None) -> dict:
                 print(aa)
             except ImportError as e:
                 print(f"AutoAttack skipped: {e}")
-        save_results(args.out, results)
+        ex.save_json(os.path.join(args.out, "results.json"), results)
         print(
             json.dumps(
                 {k: v for k, v in results.items() if k not in ("pgd", "autoattack")}, indent=2

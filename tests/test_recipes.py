@@ -124,6 +124,26 @@ def test_digits_recipe_smoke(tmp_path):
     assert "mean streak" in out.stdout and "All" in out.stdout
 
 
+def test_digits_recipe_cut_short_keeps_the_finished_models(tmp_path, monkeypatch):
+    import digits as recipe
+
+    evaluate, calls = recipe.mr.evaluate, []
+
+    def evaluate_then_die(*args, **kwargs):  # the run is killed during the second evaluation
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(recipe.mr, "evaluate", evaluate_then_die)
+    flags = ["--smoke", "--methods", "max,msd", "--adaptive", "none", "--out", str(tmp_path)]
+    with pytest.raises(KeyboardInterrupt):
+        recipe.main(flags)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results) == {"MAX"} and 0 <= results["MAX"]["report"]["union"] <= 1
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
 def test_resume_gives_the_same_final_weights(tmp_path):
     common = [
         "recipes/mnist.py",

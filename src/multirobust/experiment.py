@@ -199,6 +199,21 @@ def fit_with_checkpoints(
     return history
 
 
+def save_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path``, whole or not at all
+    (:func:`multirobust.checkpoint.write_atomic`), so a run cut short keeps the last full file.
+
+    Examples:
+        >>> import tempfile
+        >>> path = tempfile.mkdtemp() + "/results.json"
+        >>> save_json(path, {"MSD": {"clean": 0.97}})
+        >>> json.load(open(path))
+        {'MSD': {'clean': 0.97}}
+    """
+    text = json.dumps(obj, indent=2).encode()
+    checkpoint.write_atomic(path, lambda f: f.write(text))
+
+
 def weights_digest(model: nn.Module) -> str:
     """A SHA-256 of the model's parameters and buffers, to compare replicas across ranks."""
     h = hashlib.sha256()
