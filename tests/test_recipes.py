@@ -5,6 +5,7 @@ import os
 import pickle
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +143,24 @@ def test_digits_recipe_cut_short_keeps_the_finished_models(tmp_path, monkeypatch
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results) == {"MAX"} and 0 <= results["MAX"]["report"]["union"] <= 1
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize("track", [False, True], ids=["msd", "msd-tracked"])
+def test_plot_history_draws_every_panel_without_warnings(track, tmp_path):
+    pytest.importorskip("matplotlib")
+    import multirobust as mr
+    from multirobust.experiment import make_game, plot_history
+
+    players = (mr.linf(eps=0.1, alpha=0.05, steps=2), mr.l2(eps=0.5, alpha=0.25, steps=2))
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    game = make_game(players, "msd", "none", msd_steps=2, track_domination=track)
+    trainer = mr.Trainer(net, torch.optim.SGD(net.parameters(), lr=0.1), game)
+    history = trainer.fit([(torch.rand(8, 1, 8, 8), torch.randint(0, 3, (8,)))] * 2, 1)
+    assert (history.records[0]["player_loss"] is not None) == track
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns of a legend with nothing to show
+        plot_history(history, tmp_path / "run.png", players)
+    assert (tmp_path / "run.png").stat().st_size > 1000
 
 
 def test_resume_gives_the_same_final_weights(tmp_path):

@@ -300,7 +300,8 @@ def plot_history(
     """Write a PNG of a run: each player's budget, weight ``gamma`` and loss over the steps.
 
     Budgets are shown relative to each player's base budget, taken from ``players`` (by name),
-    or in absolute units for players not given.
+    or in absolute units for players not given. A panel whose field no step recorded (the
+    players' losses in MSD without ``track_domination``) says "not recorded".
 
     Raises:
         ImportError: without matplotlib (``pip install "multirobust[recipes]"``).
@@ -321,12 +322,16 @@ def plot_history(
         ("budget (/ base budget)", "gamma", "player loss"),
         strict=True,
     ):
-        for name, values in trajectory(history, key).items():
+        series = trajectory(history, key)
+        for name, values in series.items():
             if key == "eps" and name in base:
                 values = [v / base[name] for v in values]
             ax.plot(values, label=name, linewidth=0.8)
         ax.set_title(title)
         ax.set_xlabel("step")
-        ax.legend(fontsize=7)
+        if series:
+            ax.legend(fontsize=7)
+        else:  # e.g. players' losses in MSD without track_domination
+            ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(os.fspath(path), dpi=110)
