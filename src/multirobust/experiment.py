@@ -309,6 +309,7 @@ def plot_history(
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError as e:
         raise ImportError('plots need matplotlib: pip install "multirobust[recipes]"') from e
     from multirobust.diagnostics import trajectory
@@ -325,10 +326,13 @@ def plot_history(
         series = trajectory(history, key)
         for name, values in series.items():
             if key == "eps" and name in base:
-                values = [v / base[name] for v in values]
+                # Rounded: float32 budgets over float base budgets are off by ~1e-8, which
+                # matplotlib would draw as an axis offset.
+                values = [round(v / base[name], 6) for v in values]
             ax.plot(values, label=name, linewidth=0.8)
         ax.set_title(title)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if series:
             ax.legend(fontsize=7)
         else:  # e.g. players' losses in MSD without track_domination
