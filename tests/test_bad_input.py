@@ -7,6 +7,7 @@ type checker, see).
 """
 
 import math
+import re
 
 import pytest
 import torch
@@ -213,10 +214,14 @@ def test_labels_must_be_classes_of_the_model(label: int) -> None:
         ATTACK(model(), x, y)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bool])
-def test_labels_must_be_integers(dtype: torch.dtype) -> None:
+@pytest.mark.parametrize(
+    "dtype", [torch.float32, torch.float64, torch.bool, torch.int32, torch.int16, torch.uint8]
+)
+def test_labels_must_be_long_integers(dtype: torch.dtype) -> None:
     x, y = batch()
-    with pytest.raises(TypeError, match="y must hold integer class labels"):
+    integer = dtype in (torch.int32, torch.int16, torch.uint8)
+    fix = re.escape("; convert with y.long()") if integer else ""
+    with pytest.raises(TypeError, match=rf"y must hold integer class labels.*{dtype}{fix}$"):
         ATTACK(model(), x, (y > 0).to(dtype) if dtype == torch.bool else y.to(dtype))
 
 

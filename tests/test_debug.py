@@ -72,6 +72,27 @@ def test_a_leaky_player_is_caught_by_name(path: str) -> None:
     assert "> eps 0.05" in str(caught.value)
 
 
+@dataclasses.dataclass(frozen=True)
+class LeakyStart(mr.Linf):
+    """An l_inf player whose random start forgets the ball; its projection is right."""
+
+    name: str = "leakystart"
+
+    def init(self, x, eps, generator=None):
+        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return (x + 2 * u - 1).clamp(0, 1) - x
+
+
+@pytest.mark.parametrize("path", ["pgd", "evaluate"])
+def test_a_leaky_random_start_is_caught_by_name(path: str) -> None:
+    """evaluate runs each restart from its random start as a run of its own: checked too."""
+    with mr.check_feasibility(), pytest.raises(mr.InfeasiblePerturbation) as caught:
+        attacks()[path]((LeakyStart(eps=0.01, alpha=0.005, steps=2),))
+    message = str(caught.value)
+    assert "player 'leakystart'" in message and "the random start of restart 1" in message
+    assert message.endswith("check its init()")
+
+
 @pytest.mark.parametrize("path", list(attacks()))
 def test_correct_players_pass(path: str) -> None:
     with mr.check_feasibility(rtol=0, atol=1e-6):

@@ -115,8 +115,9 @@ def inputs(x: object, y: object) -> None:
             f"x must lie in [0, 1] (got min {lo:.4g}, max {hi:.4g}); "
             "move any normalisation inside the model"
         )
-    if y.dtype in (torch.bool,) or y.is_floating_point() or y.is_complex():
-        raise TypeError(f"y must hold integer class labels (torch.long), got dtype {y.dtype}")
+    if y.dtype != torch.long:  # the loss takes no other integer type but uint8
+        fix = "" if y.is_floating_point() or y.dtype == torch.bool else "; convert with y.long()"
+        raise TypeError(f"y must hold integer class labels (torch.long), got dtype {y.dtype}{fix}")
     if y.dim() != 1:
         raise ValueError(f"y must be a 1-d tensor of labels [b], got shape {list(y.shape)}")
     if y.shape[0] != x.shape[0]:

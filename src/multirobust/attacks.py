@@ -213,7 +213,8 @@ def run_pgd(
     for run in range(restarts + 1):
         delta = zero if run == 0 else player.init(x, eps, generator)
         if checking and run > 0:
-            debug.check_step(player, x, delta, eps, f"the random start of restart {run}")
+            where = f"the random start of restart {run}"
+            debug.check_step(player, x, delta, eps, where, made_by="init")
         for t in range(steps):
             rng = step_randomness(player, x, generator)
             following, losses, logits = step(model, player, x, y, delta, eps, alpha, rng)

@@ -66,10 +66,13 @@ def enabled() -> bool:
     return bool(_active) or _from_environment() is not None
 
 
-def check_step(player: Player, x: Tensor, delta: Tensor, eps: Budget, where: str) -> None:
+def check_step(
+    player: Player, x: Tensor, delta: Tensor, eps: Budget, where: str, made_by: str = "project"
+) -> None:
     """Raise ``InfeasiblePerturbation`` if ``delta`` leaves ``player``'s ball or the box.
 
-    Does nothing outside debug mode. ``where`` says which step of which attack made ``delta``.
+    Does nothing outside debug mode. ``where`` says which step of which attack made ``delta``,
+    ``made_by`` which of the player's methods the message points at (``"init"`` for starts).
     """
     tol = _active[-1] if _active else _from_environment()
     if tol is None:
@@ -85,7 +88,7 @@ def check_step(player: Player, x: Tensor, delta: Tensor, eps: Budget, where: str
             raise InfeasiblePerturbation(
                 f"player {player.name!r} returned a perturbation outside its own ball at {where}: "
                 f"example {i} has size {float(size[i]):.6g} > eps {float(budget[i]):.6g} "
-                f"({int(over.sum())} of {size.numel()} examples over); check its project()"
+                f"({int(over.sum())} of {size.numel()} examples over); check its {made_by}()"
             )
         if bool(outside.any()):
             i = int(outside.nonzero()[0])
@@ -93,5 +96,5 @@ def check_step(player: Player, x: Tensor, delta: Tensor, eps: Budget, where: str
             raise InfeasiblePerturbation(
                 f"player {player.name!r} made an input outside [0, 1] at {where}: example {i} "
                 f"spans [{lo:.6g}, {hi:.6g}] ({int(outside.sum())} of {size.numel()} examples "
-                "outside); check its project() and apply()"
+                f"outside); check its {made_by}() and apply()"
             )

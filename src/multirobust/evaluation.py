@@ -33,7 +33,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from multirobust import _checks
+from multirobust import _checks, debug
 from multirobust.attacks import check_batch, frozen_model, make_generator, pgd
 from multirobust.autoattack import (
     autoattack_correct,
@@ -659,8 +659,10 @@ def _model_checks(model: nn.Module, x: Tensor, y: Tensor) -> list[str]:
 class _RandomStart:
     """``player`` whose unperturbed state is a random start: one restart as a run of its own."""
 
-    def __init__(self, player: Player, eps: Budget, generator: torch.Generator) -> None:
-        self.player, self._eps, self._generator = player, eps, generator
+    def __init__(
+        self, player: Player, eps: Budget, generator: torch.Generator, restart: int
+    ) -> None:
+        self.player, self._eps, self._generator, self._restart = player, eps, generator, restart
         self.name, self.eps, self.alpha = player.name, player.eps, player.alpha
         self.steps, self.restarts = player.steps, player.restarts
         for hook in ("check_input", "draw"):
@@ -668,7 +670,11 @@ class _RandomStart:
                 setattr(self, hook, getattr(player, hook))
 
     def zero(self, x: Tensor) -> Tensor:
-        return self.player.init(x, self._eps, self._generator)
+        delta = self.player.init(x, self._eps, self._generator)
+        # run_pgd checks the random starts of its own restarts only, not a run's start.
+        where = f"the random start of restart {self._restart}"
+        debug.check_step(self.player, x, delta, self._eps, where, made_by="init")
+        return delta
 
     def init(self, x: Tensor, eps: Budget, generator: torch.Generator | None) -> Tensor:
         return self.player.init(x, eps, generator)
@@ -715,11 +721,11 @@ def _pgd_correct(
     )
     correct = ~result.success
     del result
-    for _ in range(restarts):
+    for restart in range(1, restarts + 1):
         idx = correct.nonzero().flatten()
         if idx.numel() == 0:
             break
-        start = _RandomStart(player, eps, generator)
+        start = _RandomStart(player, eps, generator, restart)
         result = pgd(start, steps, 0, keep="first-success").run(  # type: ignore[arg-type]
             model, x[idx], y[idx], eps=eps, alpha=alpha, generator=generator
         )
