@@ -583,6 +583,14 @@ def test_report_shapes_and_reserved_names() -> None:
         Curve("l2", "pgd", (0.5,), y, ok, torch.ones(2, 2, dtype=torch.bool))
 
 
+def test_table_of_reports_of_one_suite_needs_titles() -> None:
+    y, ok = torch.tensor([0, 1]), torch.tensor([True, True])
+    r1, r2 = Report("pgd", y, ok, {"linf": ok}), Report("pgd", y, ok, {"linf": ~ok})
+    with pytest.raises(ValueError, match=r"^reports: 2 reports of suite 'pgd' would share one"):
+        mr.table([r1, r2])  # it used to show the last one only
+    assert mr.table({"MAX": r1, "MSD": r2}).splitlines()[2].split() == ["linf", "100.0", "0.0"]
+
+
 def test_combine_union_and_plot_need_something(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="combine needs at least one report"):
         combine()

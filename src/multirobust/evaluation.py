@@ -465,7 +465,10 @@ def table(reports: Mapping[str, Report] | Sequence[Report]) -> str:
     """The paper's layout: rows clean, each threat, All; one column per report, in %.
 
     Args:
-        reports: column title -> report, or reports (titled by their suite).
+        reports: column title -> report, or reports of distinct suites (titled by their suite).
+
+    Raises:
+        ValueError: a list or tuple holding two reports of one suite (name the columns instead).
 
     Examples:
         >>> r = Report("pgd", torch.tensor([0, 1]), torch.tensor([True, True]),
@@ -477,7 +480,15 @@ def table(reports: Mapping[str, Report] | Sequence[Report]) -> str:
         All      50.0
     """
     if not isinstance(reports, Mapping):
-        reports = {r.suite: r for r in reports}
+        suites = [r.suite for r in reports]
+        repeated = sorted({s for s in suites if suites.count(s) > 1})
+        if repeated:
+            raise ValueError(
+                f"reports: {suites.count(repeated[0])} reports of suite {repeated[0]!r} would "
+                "share one column; pass a dict that names the columns, e.g. "
+                "table({'MAX': r1, 'MSD': r2})"
+            )
+        reports = dict(zip(suites, reports, strict=True))
     names = list(dict.fromkeys(k for r in reports.values() for k in r.threats))
     info = {}
     for r in reports.values():
