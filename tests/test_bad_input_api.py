@@ -563,6 +563,12 @@ def test_robustness_curve_takes_one_threat() -> None:
         mr.robustness_curve(model(), (x, y), [LINF], [0.1])  # type: ignore[arg-type]
 
 
+def test_robustness_curve_steps_is_one_int() -> None:
+    x, y = batch()
+    with untyped(), pytest.raises(TypeError, match=r"^steps must be an int >= 1, got dict"):
+        mr.robustness_curve(model(), (x, y), LINF, [0.1], steps={"linf": 5})  # type: ignore[arg-type]
+
+
 def test_reports_from_foreign_json() -> None:
     with pytest.raises(ValueError, match="not a multirobust report"):
         Report.from_json('{"format": "other/1"}')

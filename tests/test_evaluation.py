@@ -342,13 +342,14 @@ def test_robustness_curve_writes_json_and_png(digits_model, tmp_path) -> None:
         threat,
         [0.2, 0.05, 0.1],
         restarts=0,
-        path=tmp_path / "linf",
+        path=tmp_path / "curves" / "linf",  # a folder that does not exist yet
     )
     assert c.budgets == (0.05, 0.1, 0.2)
     assert c.clean_accuracy >= c.accuracy[0] >= c.accuracy[1] >= c.accuracy[2]
-    assert Curve.from_json(tmp_path / "linf.json") == c
-    assert json.loads((tmp_path / "linf.json").read_text())["accuracy"] == list(c.accuracy)
-    png = (tmp_path / "linf.png").read_bytes()
+    written = tmp_path / "curves" / "linf.json"
+    assert Curve.from_json(written) == c
+    assert json.loads(written.read_text())["accuracy"] == list(c.accuracy)
+    png = (tmp_path / "curves" / "linf.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     two = plot_curves({"A": c, "B": [c]}, tmp_path / "both.png")
     assert two.stat().st_size > 1000

@@ -1162,7 +1162,7 @@ def robustness_curve(
         progress: as ``evaluate``.
         checks: as ``evaluate``.
         path: if given, the curve is written to ``path`` with suffix ``.json`` and plotted to
-            ``.png`` (needs matplotlib).
+            ``.png`` (needs matplotlib); missing folders are made before the attacks.
 
     Returns:
         A ``Curve``.
@@ -1180,7 +1180,13 @@ def robustness_curve(
             "threat must be one player, e.g. mr.l2(alpha=0.1, steps=50), got "
             f"{type(threat).__name__}; call robustness_curve once per threat"
         )
+    if steps is not None:  # one threat: one int (evaluate's per-threat dict makes no sense)
+        _checks.integer_at_least("steps", steps, 1)
     (player,) = _validate(model, [threat], suite, restarts, steps, batch_size, seed)
+    if path is not None:  # before the attacks, which may take hours
+        path = Path(path)
+        _matplotlib()
+        path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(budgets, str | bytes) or not isinstance(budgets, Sequence) or not budgets:
         raise ValueError(f"budgets must be a non-empty sequence of numbers > 0, got {budgets!r}")
     grid = sorted(_checks.positive_finite(f"budgets[{i}]", b) for i, b in enumerate(budgets))
@@ -1221,10 +1227,21 @@ def robustness_curve(
     settings.pop("eps")
     curve = Curve(player.name, suite, tuple(grid), labels, clean, table_, settings, _warn(found))
     if path is not None:
-        path = Path(path)
         curve.to_json(path.with_suffix(".json"))
         plot_curves(curve, path.with_suffix(".png"))
     return curve
+
+
+def _matplotlib() -> tuple[Any, Any]:
+    """matplotlib's Agg canvas and Figure, or an ImportError that says how to install it."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:  # pragma: no cover - matplotlib is an optional extra
+        raise ImportError(
+            'plotting curves needs matplotlib: pip install matplotlib (or "multirobust[recipes]")'
+        ) from e
+    return FigureCanvasAgg, Figure
 
 
 def plot_curves(
@@ -1246,13 +1263,7 @@ def plot_curves(
     Raises:
         ImportError: without matplotlib (``pip install "multirobust[recipes]"``).
     """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as e:  # pragma: no cover - matplotlib is an optional extra
-        raise ImportError(
-            'plotting curves needs matplotlib: pip install matplotlib (or "multirobust[recipes]")'
-        ) from e
+    FigureCanvasAgg, Figure = _matplotlib()
     if isinstance(curves, Curve):
         curves = [curves]
     if not isinstance(curves, Mapping):
