@@ -69,6 +69,15 @@ def test_every_game_trains_and_records(name, tmp_path):
     assert mr.History.from_jsonl(log).records == history.records
 
 
+def test_records_carry_the_learning_rate_their_update_used():
+    model = tiny_model()
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    schedule = mr.piecewise_linear(opt, [0, 1, 2], [0.0, 1.0, 0.0], steps_per_epoch=2)
+    t = mr.Trainer(model, opt, mr.max_(LINF), scheduler=schedule)
+    history = t.fit(DataLoader(data(16), batch_size=8), epochs=2)
+    assert [r["lr"] for r in history] == [0.0, 0.5, 1.0, 0.5]  # the schedule from its start
+
+
 def test_same_batch_budgets_follow_this_batch_gradients():
     t = trainer(mr.adaptive(mr.max_(LINF, L2, L1)))
     rec = t.step(*data(8).tensors)

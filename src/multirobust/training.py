@@ -33,7 +33,8 @@ class NonFiniteTraining(RuntimeError):
 class History:
     """The per-step records of a run, in order, with what a report needs.
 
-    Each record is a dict with ``step``, ``epoch``, ``loss``, ``skipped``, ``lr``, and per player
+    Each record is a dict with ``step``, ``epoch``, ``loss``, ``skipped``, ``lr`` (the learning
+    rate the step's update used, before the scheduler moved it), and per player
     (dicts keyed by player name) ``eps``, ``alpha``, ``gamma``, ``player_loss`` (or ``None``),
     ``grad_norm`` (or ``None``), plus ``dominant`` (the largest-gradient player, or ``None``).
     """
@@ -263,9 +264,10 @@ class Trainer:
                     grads = self._adapt(x, y, batch)  # budgets for the next batch
             with record_function("multirobust.loss"):
                 loss = agg.loss(self.model, batch, self.compile)
+        lr = float(self.optimizer.param_groups[0]["lr"])  # the scheduler moves it in _update
         with record_function("multirobust.update"):
             skipped = self._update(loss)
-        return self._record(loss, used, batch, grads, skipped)
+        return self._record(loss, used, batch, grads, skipped, lr)
 
     def _perturb(self, x: Tensor, y: Tensor, budgets: BudgetState) -> Perturbed:
         with record_function("multirobust.attack"):
@@ -320,6 +322,7 @@ class Trainer:
         batch: Perturbed,
         grads: PlayerGradients | None,
         skipped: bool,
+        lr: float,
     ) -> dict[str, Any]:
         names = self.game.aggregator.names
 
@@ -335,7 +338,7 @@ class Trainer:
             "epoch": self.epochs_done,
             "loss": float(loss.detach()),
             "skipped": skipped,
-            "lr": float(self.optimizer.param_groups[0]["lr"]),
+            "lr": lr,
             "eps": per_player(used.eps),
             "alpha": per_player(used.alpha),
             "gamma": per_player(batch.gamma),
