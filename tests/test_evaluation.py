@@ -321,6 +321,19 @@ def test_autoattack_suites_reject_user_defined_players_and_pgd_runs_them() -> No
     assert set(r.robust) == {"rot"}
 
 
+class Unhashable(Rotate):
+    """A plain (not frozen) dataclass player cannot be hashed either."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def test_players_need_not_be_hashable() -> None:
+    x, y = toy_data(8)
+    r = quiet(evaluate, linear(), (x, y), [Unhashable()], restarts=1)
+    c = quiet(robustness_curve, linear(), (x, y), Unhashable(), [0.05, 0.1], restarts=1)
+    assert set(r.robust) == {"rot"} and c.budgets == (0.05, 0.1)
+
+
 def test_missing_pyautoattack_says_how_to_install(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "pyautoattack", None)
     x, y = toy_data(4)

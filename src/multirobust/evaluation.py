@@ -843,7 +843,7 @@ def _run(
         )
     device = _model_device(model)
     x0, y0 = first[0].to(device), first[1].to(device)
-    players = tuple(dict.fromkeys(t.player for t in tasks))
+    players = tuple({id(t.player): t.player for t in tasks}.values())  # players may not hash
     check_batch(model, x0, y0, players)
     d = x0[0].numel()
     for t in tasks:
