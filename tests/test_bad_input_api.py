@@ -269,13 +269,51 @@ def test_fixed_policy_around_a_non_aggregator() -> None:
         mr.fixed(mr.adaptive(mr.max_(LINF)))  # type: ignore[arg-type]
 
 
+class Brightness:
+    """A non-additive player: its state is one brightness shift per example, not of x's shape."""
+
+    name, eps, alpha, steps, restarts = "bright", 0.1, 0.05, 1, 0
+
+    def zero(self, x):
+        return x.new_zeros(x.shape[0])
+
+    def init(self, x, eps, generator):
+        return self.zero(x)
+
+    def ascend(self, x, delta, grad, alpha, generator):
+        return delta + alpha * grad.sign()  # grad is taken with respect to the state
+
+    def project(self, x, delta, eps):
+        return delta.clamp(-eps, eps)
+
+    def size(self, delta):
+        return delta.abs()
+
+    def apply(self, x, delta):
+        return (x + delta.view(-1, *[1] * (x.dim() - 1))).clamp(0, 1)
+
+
+@pytest.mark.parametrize("order", ["linf-first", "bright-first"])
+def test_msd_refuses_players_that_cannot_share_a_state(order: str) -> None:
+    players = (LINF, Brightness()) if order == "linf-first" else (Brightness(), LINF)
+    net = model()
+    before = copy.deepcopy(net.state_dict())
+    trainer = mr.Trainer(net, torch.optim.SGD(net.parameters(), lr=0.1), mr.msd(*players))
+    with pytest.raises(ValueError, match=r"^msd needs players that share one state.*max_ or avg"):
+        trainer.step(*batch())  # it used to fail inside torch, on a shape mismatch
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+    mr.Trainer(net, torch.optim.SGD(net.parameters(), lr=0.1), mr.avg(*players)).step(*batch())
+
+
 # ---------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
-@pytest.mark.parametrize("kind", ["nan", "inf", "outside-box", "label-range", "float-labels"])
+@pytest.mark.parametrize(
+    "kind", ["nan", "inf", "outside-box", "label-range", "float-labels", "int32-labels"]
+)
 def test_every_entry_point_checks_the_batch_first(entry: str, kind: str) -> None:
     x, y = batch()
     match = {
@@ -284,6 +322,7 @@ def test_every_entry_point_checks_the_batch_first(entry: str, kind: str) -> None
         "outside-box": r"x must lie in \[0, 1\].*move any normalisation inside the model",
         "label-range": r"y must hold labels in \[0, 2\] for a model with 3 classes",
         "float-labels": r"y must hold integer class labels \(torch\.long\)",
+        "int32-labels": r"y must hold integer class labels.*torch\.int32; convert with y\.long",
     }[kind]
     if kind in ("nan", "inf"):
         x[1, 0, 2, 3] = math.nan if kind == "nan" else math.inf
@@ -292,10 +331,10 @@ def test_every_entry_point_checks_the_batch_first(entry: str, kind: str) -> None
     elif kind == "label-range":
         y[2] = 3
     else:
-        y = y.float()
+        y = y.float() if kind == "float-labels" else y.int()
     net = model()
     before = copy.deepcopy(net.state_dict())
-    error = TypeError if kind == "float-labels" else ValueError
+    error = TypeError if kind.endswith("labels") else ValueError
     with pytest.raises(error, match=match):
         call(entry, net, x, y)
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())  # no update ran

@@ -239,6 +239,8 @@ class Msd(_Aggregator):
         b, k = x.shape[0], len(self.players)
         lead = self.players[0]
         delta = origin(lead, x)
+        if any(getattr(p, "zero", None) is not None for p in self.players):
+            self._check_shared_state(x)
         best = delta
         best_loss = torch.full((b,), -torch.inf, device=x.device)
         best_from = torch.full((b,), -1, dtype=torch.long, device=x.device)
@@ -260,6 +262,17 @@ class Msd(_Aggregator):
             best_from = torch.where(better, win, best_from)
         gamma = torch.stack([(best_from == i).float().mean() for i in range(k)])
         return Perturbed(lead.apply(x, best).detach(), y, gamma, None, None)
+
+    def _check_shared_state(self, x: Tensor) -> None:
+        """Refuse players whose states differ in shape: every MSD step starts from one shared
+        ``delta`` (a player with a ``zero`` of its own, say a rotation angle, cannot share it)."""
+        shapes = {p.name: list(origin(p, x).shape) for p in self.players}
+        if len({str(v) for v in shapes.values()}) > 1:
+            raise ValueError(
+                "msd needs players that share one state (additive players, whose state is a "
+                f"perturbation of x); their states' shapes differ: {shapes}. Train "
+                "non-additive players with max_ or avg"
+            )
 
 
 def training_loss(model: Model, x: Tensor, y: Tensor) -> Tensor:
