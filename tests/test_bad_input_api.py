@@ -572,8 +572,22 @@ class _Dicts(torch.utils.data.Dataset):
 
 
 def test_evaluate_loader_batches_must_be_pairs() -> None:
+    x, y = batch()
     with pytest.raises(TypeError, match=r"each batch of the DataLoader must be a pair \(x, y\)"):
         mr.evaluate(model(), DataLoader(_Dicts(), batch_size=2), [LINF])
+    triples = DataLoader(TensorDataset(x, x, y), batch_size=2)  # (x, x_aug, y): y is not item 1
+    with pytest.raises(TypeError, match=r"pair \(x, y\) of tensors, got list of length 3$"):
+        mr.evaluate(model(), triples, [LINF])
+    with pytest.raises(ValueError, match=r"got a single label.*batch_size=None.*give it a batch"):
+        mr.evaluate(model(), DataLoader(TensorDataset(x, y), batch_size=None), [LINF])
+
+
+def test_evaluate_pair_of_a_tensor_and_an_array() -> None:
+    x, y = batch()
+    with pytest.raises(TypeError, match=r"but y is of type ndarray; .*torch\.as_tensor\(y\)$"):
+        mr.evaluate(model(), (x, y.numpy()), [LINF])
+    with pytest.raises(TypeError, match=r"but x is of type list; .*torch\.as_tensor\(x\)$"):
+        mr.evaluate(model(), [x.tolist(), y], [LINF])
 
 
 @pytest.mark.parametrize(

@@ -548,12 +548,23 @@ def _loader_size(loader: DataLoader) -> int | None:
 
 def _loader_batches(loader: DataLoader) -> Iterator[tuple[Tensor, Tensor]]:
     for item in loader:
-        if not isinstance(item, Sequence) or len(item) < 2:
+        pair = isinstance(item, Sequence) and len(item) == 2
+        if not pair or not all(isinstance(t, Tensor) for t in item):
+            what = f" of length {len(item)}" if isinstance(item, Sequence) else ""
+            if pair:
+                what = " of " + ", ".join(type(t).__name__ for t in item)
             raise TypeError(
                 "each batch of the DataLoader must be a pair (x, y) of tensors, got "
-                f"{type(item).__name__}"
+                f"{type(item).__name__}{what}"
             )
-        yield item[0], item[1]
+        x, y = item
+        if y.dim() == 0:
+            raise ValueError(
+                "each batch of the DataLoader must hold labels y of shape [b], got a single "
+                "label (shape []); a DataLoader with batch_size=None yields single examples: "
+                "give it a batch_size"
+            )
+        yield x, y
 
 
 def _batches(
@@ -576,6 +587,12 @@ def _batches(
             )
         total = int(x.shape[0])
         source = iter([(x, y)])
+    elif isinstance(data, tuple | list) and len(data) == 2:
+        name, t = ("x", data[0]) if not isinstance(data[0], Tensor) else ("y", data[1])
+        raise TypeError(
+            f"data (x, y) must hold two tensors, but {name} is of type {type(t).__name__}; "
+            f"convert with torch.as_tensor({name})"
+        )
     else:
         raise TypeError(
             "data must be a torch DataLoader of (x, y) batches or a pair (x, y) of tensors, got "
