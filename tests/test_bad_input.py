@@ -78,11 +78,11 @@ def test_l1_k_must_be_at_least_one(field: str) -> None:
         mr.l1(**{field: 0})
 
 
-def test_l1_gap_must_not_block_everything() -> None:
-    with pytest.raises(ValueError, match="gap"):
+def test_l1_gap_must_leave_a_band_free_both_ways() -> None:
+    with pytest.raises(ValueError, match=r"blocking gap 0\.5 \(gap=\) is >= 0\.5, so the blocked"):
         mr.l1(gap=0.5)
-    with pytest.raises(ValueError, match="gap"):
-        mr.l1(alpha=3.0, k_min=5)  # alpha / k_min = 0.6
+    with pytest.raises(ValueError, match=r"gap 0\.6 \(alpha / k_min = 3 / 5, as gap is None\)"):
+        mr.l1(alpha=3.0, k_min=5)
     with pytest.raises(ValueError, match=r"l1\.gap must be a number >= 0"):
         mr.l1(gap=-0.1)
 
