@@ -35,9 +35,10 @@ sys.path.insert(0, "recipes")
 import multirobust.checkpoint as c
 real_replace, calls = os.replace, []
 def dying_replace(src, dst):
-    calls.append(src)
-    if len(calls) == 2:
-        os.kill(os.getpid(), signal.SIGKILL)
+    if os.path.basename(dst) == "checkpoint.pt":  # not config.json, written the same way
+        calls.append(src)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
     real_replace(src, dst)
 c.os.replace = dying_replace
 import paper

@@ -590,7 +590,7 @@ def _batches(
     elif isinstance(data, tuple | list) and len(data) == 2:
         name, t = ("x", data[0]) if not isinstance(data[0], Tensor) else ("y", data[1])
         raise TypeError(
-            f"data (x, y) must hold two tensors, but {name} is of type {type(t).__name__}; "
+            f"data must be a pair (x, y) of tensors, but {name} is of type {type(t).__name__}; "
             f"convert with torch.as_tensor({name})"
         )
     else:
