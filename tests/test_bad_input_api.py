@@ -588,6 +588,8 @@ def test_evaluate_pair_of_a_tensor_and_an_array() -> None:
         mr.evaluate(model(), (x, y.numpy()), [LINF])
     with pytest.raises(TypeError, match=r"but x is of type list; .*torch\.as_tensor\(x\)$"):
         mr.evaluate(model(), [x.tolist(), y], [LINF])
+    with pytest.raises(TypeError, match=r"^data must be a torch DataLoader .* got list$"):
+        mr.evaluate(model(), [(x, y), (x, y)], [LINF])  # two batches: no as_tensor advice
 
 
 @pytest.mark.parametrize(
@@ -616,10 +618,20 @@ def test_robustness_curve_takes_one_threat() -> None:
         mr.robustness_curve(model(), (x, y), [LINF], [0.1])  # type: ignore[arg-type]
 
 
+def test_robustness_curve_path_must_be_writable(tmp_path: Path) -> None:
+    x, y = batch()
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    path = tmp_path / "notes.txt" / "curves" / "l2"
+    with pytest.raises(ValueError, match=r"cannot be written: .*notes\.txt is not a writable"):
+        mr.robustness_curve(model(), (x, y), LINF, [0.1], path=path)
+    assert not (tmp_path / "curves").exists()
+
+
 def test_robustness_curve_steps_is_one_int() -> None:
     x, y = batch()
     with untyped(), pytest.raises(TypeError, match=r"^steps must be an int >= 1, got dict"):
-        mr.robustness_curve(model(), (x, y), LINF, [0.1], steps={"linf": 5})  # type: ignore[arg-type]
+        steps: object = {"linf": 5}
+        mr.robustness_curve(model(), (x, y), LINF, [0.1], steps=steps)  # type: ignore[arg-type]
 
 
 def test_reports_from_foreign_json() -> None:
@@ -648,6 +660,7 @@ def test_table_of_reports_of_one_suite_needs_titles() -> None:
     with pytest.raises(ValueError, match=r"^reports: 2 reports of suite 'pgd' would share one"):
         mr.table([r1, r2])  # it used to show the last one only
     assert mr.table({"MAX": r1, "MSD": r2}).splitlines()[2].split() == ["linf", "100.0", "0.0"]
+    assert mr.table(r for r in [r1]) == mr.table([r1])  # any iterable of reports
 
 
 def test_combine_union_and_plot_need_something(tmp_path: Path) -> None:

@@ -115,7 +115,7 @@ def inputs(x: object, y: object) -> None:
             f"x must lie in [0, 1] (got min {lo:.4g}, max {hi:.4g}); "
             "move any normalisation inside the model"
         )
-    if y.dtype != torch.long:  # the loss takes no other integer type but uint8
+    if y.dtype != torch.long:  # one rule everywhere: apgd and autoattack take int64 only
         fix = "" if y.is_floating_point() or y.dtype == torch.bool else "; convert with y.long()"
         raise TypeError(f"y must hold integer class labels (torch.long), got dtype {y.dtype}{fix}")
     if y.dim() != 1:

@@ -91,7 +91,7 @@ class _Aggregator:
         Args:
             model: the classifier; left exactly as found.
             x: a checked batch of inputs in [0, 1].
-            y: its integer labels.
+            y: its int64 class labels.
             eps: one budget per player, ``[K]``; ``None``: the players' own.
             alpha: one step size per player, ``[K]``; ``None``: the players' own.
             generator: the source of the random starts and random steps.
@@ -240,7 +240,7 @@ class Msd(_Aggregator):
         lead = self.players[0]
         delta = origin(lead, x)
         if any(getattr(p, "zero", None) is not None for p in self.players):
-            self._check_shared_state(x)
+            self._check_shared_state(x, delta)
         best = delta
         best_loss = torch.full((b,), -torch.inf, device=x.device)
         best_from = torch.full((b,), -1, dtype=torch.long, device=x.device)
@@ -263,11 +263,12 @@ class Msd(_Aggregator):
         gamma = torch.stack([(best_from == i).float().mean() for i in range(k)])
         return Perturbed(lead.apply(x, best).detach(), y, gamma, None, None)
 
-    def _check_shared_state(self, x: Tensor) -> None:
+    def _check_shared_state(self, x: Tensor, lead_state: Tensor) -> None:
         """Refuse players whose states differ in shape: every MSD step starts from one shared
         ``delta`` (a player with a ``zero`` of its own, say a rotation angle, cannot share it)."""
-        shapes = {p.name: list(origin(p, x).shape) for p in self.players}
-        if len({str(v) for v in shapes.values()}) > 1:
+        shapes = {p.name: tuple(origin(p, x).shape) for p in self.players[1:]}
+        shapes = {self.players[0].name: tuple(lead_state.shape), **shapes}
+        if len(set(shapes.values())) > 1:
             raise ValueError(
                 "msd needs players that share one state (additive players, whose state is a "
                 f"perturbation of x); their states' shapes differ: {shapes}. Train "

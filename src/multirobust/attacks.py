@@ -301,7 +301,7 @@ class PGD:
         Args:
             model: a classifier returning logits ``[b, classes]``; left exactly as found.
             x: inputs in [0, 1].
-            y: integer labels ``[b]``.
+            y: int64 class labels ``[b]``.
             eps: override the player's budget (a number or a tensor ``[b]``).
             alpha: override the player's step size (a number or a tensor ``[b]``).
             seed: seed of the random restarts (and the l_1 step's random k).

@@ -3,10 +3,12 @@
 A new player whose ``project`` leaks (a missing clip, a wrong norm, a budget of the wrong shape)
 does not crash anything: it silently trains and evaluates against a stronger threat than it
 claims. Inside ``check_feasibility()`` (or with the environment variable ``MULTIROBUST_DEBUG=1``)
-every attack step of ``pgd``, the aggregators, the trainer and ``evaluate`` checks that
-``player.size(delta) <= eps`` per example (up to ``rtol``/``atol``) and that the adversarial
-input ``player.apply(x, delta)`` lies in [0, 1], and raises ``InfeasiblePerturbation`` naming the
-player otherwise. Each check synchronises with the device: a debugging aid, off by default.
+every attack step of ``pgd``, the aggregators, the trainer and ``evaluate``, and every random
+start, checks that ``player.size(delta) <= eps`` per example (up to ``rtol``/``atol``) and that
+the adversarial input ``player.apply(x, delta)`` lies in [0, 1], and raises
+``InfeasiblePerturbation`` naming the player, and its ``project`` (after a step) or ``init``
+(after a random start), otherwise. Each check synchronises with the device: a debugging aid,
+off by default.
 """
 
 import contextlib

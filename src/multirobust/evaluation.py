@@ -21,9 +21,10 @@ import dataclasses
 import itertools
 import json
 import math
+import os
 import sys
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -461,14 +462,15 @@ def _row_label(name: str, info: Mapping[str, Any] | None) -> str:
     return name if eps is None else f"{name} (eps {eps:g})"
 
 
-def table(reports: Mapping[str, Report] | Sequence[Report]) -> str:
+def table(reports: Mapping[str, Report] | Iterable[Report]) -> str:
     """The paper's layout: rows clean, each threat, All; one column per report, in %.
 
     Args:
-        reports: column title -> report, or reports of distinct suites (titled by their suite).
+        reports: column title -> report, or an iterable of reports of distinct suites (titled
+            by their suite).
 
     Raises:
-        ValueError: a list or tuple holding two reports of one suite (name the columns instead).
+        ValueError: two reports of one suite in an iterable (name the columns instead).
 
     Examples:
         >>> r = Report("pgd", torch.tensor([0, 1]), torch.tensor([True, True]),
@@ -480,6 +482,7 @@ def table(reports: Mapping[str, Report] | Sequence[Report]) -> str:
         All      50.0
     """
     if not isinstance(reports, Mapping):
+        reports = list(reports)
         suites = [r.suite for r in reports]
         repeated = sorted({s for s in suites if suites.count(s) > 1})
         if repeated:
@@ -567,6 +570,16 @@ def _loader_batches(loader: DataLoader) -> Iterator[tuple[Tensor, Tensor]]:
         yield x, y
 
 
+def _array_like(t: object) -> bool:
+    """Whether ``torch.as_tensor`` is the fix for ``t``: an array (``__array__``) or nested lists
+    of numbers; not a tensor, and not a batch ``(x, y)`` of a list of batches."""
+    if isinstance(t, Tensor):
+        return False
+    if hasattr(t, "__array__"):
+        return True
+    return isinstance(t, list) and bool(t) and not isinstance(t[0], Tensor | tuple)
+
+
 def _batches(
     data: object, n: int | None, batch_size: int
 ) -> tuple[Iterator[tuple[Tensor, Tensor]], int | None]:
@@ -587,8 +600,8 @@ def _batches(
             )
         total = int(x.shape[0])
         source = iter([(x, y)])
-    elif isinstance(data, tuple | list) and len(data) == 2:
-        name, t = ("x", data[0]) if not isinstance(data[0], Tensor) else ("y", data[1])
+    elif isinstance(data, tuple | list) and len(data) == 2 and any(map(_array_like, data)):
+        name, t = ("x", data[0]) if _array_like(data[0]) else ("y", data[1])
         raise TypeError(
             f"data must be a pair (x, y) of tensors, but {name} is of type {type(t).__name__}; "
             f"convert with torch.as_tensor({name})"
@@ -1179,7 +1192,8 @@ def robustness_curve(
         progress: as ``evaluate``.
         checks: as ``evaluate``.
         path: if given, the curve is written to ``path`` with suffix ``.json`` and plotted to
-            ``.png`` (needs matplotlib); missing folders are made before the attacks.
+            ``.png`` (needs matplotlib); missing folders are made (a path that cannot be
+            written is refused before the attacks).
 
     Returns:
         A ``Curve``.
@@ -1203,7 +1217,7 @@ def robustness_curve(
     if path is not None:  # before the attacks, which may take hours
         path = Path(path)
         _matplotlib()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _check_writable_folder(path)
     if isinstance(budgets, str | bytes) or not isinstance(budgets, Sequence) or not budgets:
         raise ValueError(f"budgets must be a non-empty sequence of numbers > 0, got {budgets!r}")
     grid = sorted(_checks.positive_finite(f"budgets[{i}]", b) for i, b in enumerate(budgets))
@@ -1244,9 +1258,23 @@ def robustness_curve(
     settings.pop("eps")
     curve = Curve(player.name, suite, tuple(grid), labels, clean, table_, settings, _warn(found))
     if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         curve.to_json(path.with_suffix(".json"))
         plot_curves(curve, path.with_suffix(".png"))
     return curve
+
+
+def _check_writable_folder(path: Path) -> None:
+    """Refuse a ``path`` whose folder cannot be made or written: its nearest existing ancestor
+    must be a writable folder (missing folders are made when the results are written)."""
+    folder = path.parent.absolute()
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ValueError(
+            f"path={str(path)!r} cannot be written: {folder} is not a writable folder; pass a "
+            "path under a folder you can write to"
+        )
 
 
 def _matplotlib() -> tuple[Any, Any]:

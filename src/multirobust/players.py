@@ -330,16 +330,16 @@ class L1(_NormPlayer):
                 raise ValueError(f"{self.name}.gap must be a number >= 0, got {self.gap!r}")
             object.__setattr__(self, "gap", float(self.gap))
         if gap >= 0.5:
-            source = (
-                f"alpha / k_min = {self.alpha:g} / {self.k_min}, as gap is None"
-                if self.gap is None
-                else "gap="
+            overlap = (
+                "the blocked bands [0, gap] and [1 - gap, 1] overlap: every coordinate is "
+                "blocked in one direction at least, and those in [1 - gap, gap] in both"
             )
+            if self.gap is not None:
+                raise ValueError(f"{self.name}.gap must be below 0.5, got {gap:g}: {overlap}")
             raise ValueError(
-                f"{self.name}: the blocking gap {gap:.3g} ({source}) is >= 0.5, so the blocked "
-                "bands [0, gap] and [1 - gap, 1] overlap: every coordinate is blocked in one "
-                "direction at least, and those in [1 - gap, gap] in both; pass a smaller "
-                "gap=..., a larger k_min or a smaller alpha"
+                f"{self.name}: the blocking gap alpha / k_min = {self.alpha:g} / {self.k_min} = "
+                f"{gap:.3g} (gap is None) is >= 0.5, so {overlap}; pass gap=... below 0.5, a "
+                "larger k_min or a smaller alpha"
             )
         _checks.one_of(f"{self.name}.projection", self.projection, ("ball", "ball-box"))
 
