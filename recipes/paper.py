@@ -31,7 +31,13 @@ def parse_args(dataset: str, argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data-dir", default="data", help="torchvision data folder")
     p.add_argument("--fake-data", action="store_true", help="random tensors of the right shapes")
     p.add_argument("--out", default=f"runs/{dataset}", help="output folder")
-    p.add_argument("--epochs", type=int, default=s.epochs)
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=s.epochs,
+        help="training epochs (default: the paper's %(default)s); the learning-rate schedule's "
+        "knots are scaled to them",
+    )
     p.add_argument("--batch-size", type=int, default=s.batch_size, help="per rank")
     p.add_argument("--eval-n", type=int, default=None, help="test images to evaluate (all)")
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
@@ -52,14 +58,64 @@ def parse_args(dataset: str, argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (its checkpoint.pt), with the settings it was started with",
+    )
     p.add_argument("--smoke", action="store_true", help="seconds on CPU: tiny data and attacks")
     args = p.parse_args(argv)
     for flag in ("epochs", "batch_size", "eval_n"):  # checked before any download or step
         value = getattr(args, flag)
         if value is not None and value < 1:
             p.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    if args.smoke:
+        args.epochs, args.batch_size, args.eval_n = min(args.epochs, 2), 8, args.eval_n or 16
+    problem = out_problem(args, dataset)
+    if problem:
+        p.error(problem)
     return args
+
+
+# What a run is: a resumed run must be started with the same values (the rest, such as --device,
+# --compile or --eval-n, may change between the two halves).
+RUN_IDENTITY = ("dataset", "method", "adaptive", "timing", "epochs", "batch_size", "seed")
+RUN_IDENTITY += ("smoke", "fake_data")
+
+
+def out_problem(args: argparse.Namespace, dataset: str) -> str | None:
+    """Why ``--out`` cannot take this run, or ``None``: a file, a finished or started run without
+    ``--resume``, nothing to resume, or a run started with other settings."""
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        return f"--out {args.out} is a file, not a folder"
+    has_checkpoint = os.path.exists(os.path.join(args.out, "checkpoint.pt"))
+    config_path = os.path.join(args.out, "config.json")
+    if not args.resume:
+        if has_checkpoint:
+            return (
+                f"--out {args.out} already holds a run (checkpoint.pt): pass --resume to "
+                "continue it, or another --out for a new run"
+            )
+        return None
+    if not os.path.exists(config_path):
+        return f"--resume: {args.out} holds no run (no config.json); drop --resume to start one"
+    with open(config_path) as f:
+        saved = json.load(f)
+    asked = {"dataset": dataset, **vars(args)}
+    changed = [k for k in RUN_IDENTITY if saved.get(k) != asked[k]]
+    if changed:
+        was = ", ".join(f"{k}={saved.get(k)!r}" for k in changed)
+        now = ", ".join(f"{k}={asked[k]!r}" for k in changed)
+        return (
+            f"--resume: the run in {args.out} was started with {was}, not {now}; resume it "
+            "with its own settings, or pick another --out for a new run"
+        )
+    if not has_checkpoint:
+        print(
+            f"--resume: {args.out} has no checkpoint yet (stopped in its first epoch): "
+            "training from the start"
+        )
+    return None
 
 
 def main(dataset: str, argv: list[str] | None = None) -> dict:
@@ -76,7 +132,6 @@ def main(dataset: str, argv: list[str] | None = None) -> dict:
     if args.smoke:
         players = tuple(p(steps=2, restarts=0) for p in players)
         msd_steps, eval_steps, eval_restarts = 2, {p.name: 2 for p in players}, 0
-        args.epochs, args.batch_size, args.eval_n = min(args.epochs, 2), 8, args.eval_n or 16
     if args.fake_data:
         train, test = (
             fake_dataset(dataset, 32 if args.smoke else 50_000),
@@ -115,9 +170,8 @@ def main(dataset: str, argv: list[str] | None = None) -> dict:
     game = ex.make_game(players, args.method, args.adaptive, msd_steps, timing=args.timing)
     model = ex.paper_model(dataset).to(dist.device)
     optimizer = ex.make_optimizer(model, settings)
-    schedule = mr.piecewise_linear(
-        optimizer, list(settings.lr_epochs), list(settings.lr_values), len(loader)
-    )
+    knots = [e * args.epochs / settings.epochs for e in settings.lr_epochs]  # paper's at its own
+    schedule = mr.piecewise_linear(optimizer, knots, list(settings.lr_values), len(loader))
     if dist.world_size > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
     trainer = mr.Trainer(

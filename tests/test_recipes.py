@@ -33,6 +33,21 @@ def run(*args: str, timeout: int = 300, returncode: int = 0) -> subprocess.Compl
     return out
 
 
+# The MNIST recipe, stopped after its first checkpoint (as a kill between epochs would stop it).
+STOP_AFTER_FIRST_CHECKPOINT = """
+import sys
+sys.path.insert(0, "recipes")
+import multirobust.checkpoint as c
+save = c.save
+def save_then_stop(path, state):
+    save(path, state)
+    sys.exit(0)
+c.save = save_then_stop
+import paper
+paper.main("mnist", sys.argv[1:])
+"""
+
+
 def weights(folder: Path) -> dict[str, torch.Tensor]:
     return ckpt.load(folder / "checkpoint.pt")["trainer"]["model"]
 
@@ -177,14 +192,31 @@ def test_resume_gives_the_same_final_weights(tmp_path):
         "--timing",
         "lagged",
     ]
-    run(*common, "--epochs", "2", "--out", str(tmp_path / "full"))
-    run(*common, "--epochs", "1", "--out", str(tmp_path / "cut"))
-    run(*common, "--epochs", "2", "--resume", "--out", str(tmp_path / "cut"))
-    full, resumed = weights(tmp_path / "full"), weights(tmp_path / "cut")
-    for k, v in full.items():
-        assert torch.equal(v, resumed[k]), k
+    full, cut = str(tmp_path / "full"), str(tmp_path / "cut")
+    run(*common, "--out", full)
+    run("-c", STOP_AFTER_FIRST_CHECKPOINT, *common[1:], "--out", cut)
+    assert ckpt.load(Path(cut) / "checkpoint.pt")["trainer"]["epochs_done"] == 1
+    run(*common, "--resume", "--out", cut)
+    for k, v in weights(Path(full)).items():
+        assert torch.equal(v, weights(Path(cut))[k]), k
     lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 8  # two epochs of 4 steps, no step logged twice
+
+    # --out guards, before any data is loaded: a finished run is neither overwritten nor resumed
+    # with other settings (its config.json stays as it was), and --resume needs a run.
+    config = (tmp_path / "full" / "config.json").read_text()
+    out = run(*common, "--out", full, returncode=2)
+    assert "already holds a run (checkpoint.pt): pass --resume" in out.stderr
+    out = run(
+        *common[:6], "msd", *common[7:], "--epochs", "1", "--resume", "--out", full, returncode=2
+    )
+    assert "was started with method='max', epochs=2, not method='msd', epochs=1" in out.stderr
+    assert (tmp_path / "full" / "config.json").read_text() == config
+    out = run(*common, "--resume", "--out", str(tmp_path / "typo"), returncode=2)
+    assert "holds no run (no config.json); drop --resume" in out.stderr
+    (tmp_path / "file").write_text("")
+    out = run(*common, "--out", str(tmp_path / "file"), returncode=2)
+    assert "is a file, not a folder" in out.stderr
 
 
 def test_torchrun_two_ranks_end_with_identical_weights(tmp_path):
