@@ -71,3 +71,23 @@ def test_crafted_pickle_payload_is_refused(tmp_path, monkeypatch):
     with pytest.raises(checkpoint.CheckpointError):
         checkpoint.load(path)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_written_files_get_the_mode_open_would_give(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        checkpoint.save(tmp_path / "new.pt", {"a": 1})
+        shared = tmp_path / "shared.pt"
+        shared.touch()
+        shared.chmod(0o664)
+        checkpoint.save(shared, {"a": 1})  # a replaced file keeps its mode
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "new.pt").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0o600
+    assert shared.stat().st_mode & 0o777 == 0o664
+
+
+def test_save_to_a_folder_names_it(tmp_path):
+    with pytest.raises(IsADirectoryError, match=r"is a folder; pass a file's path"):
+        checkpoint.save(tmp_path, {"a": 1})
+    assert list(tmp_path.iterdir()) == []  # no temporary file left

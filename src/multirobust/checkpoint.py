@@ -41,7 +41,11 @@ def save(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
 
 def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
     """Create or replace the file ``path`` whole or not at all: ``write(f)`` fills a temporary
-    file in the same folder, which is flushed to disk and renamed over ``path``.
+    file in the same folder, which is flushed to disk and renamed over ``path``. The file gets
+    the mode a plain ``open(path, "w")`` would give it (a replaced file keeps its own).
+
+    Raises:
+        IsADirectoryError: ``path`` is a folder.
 
     Examples:
         >>> import json, tempfile
@@ -51,10 +55,13 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
         '{"acc": 0.9}'
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder; pass a file's path, e.g. {path}/state.pt")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
     try:
+        os.chmod(tmp, _mode_for(path))  # mkstemp makes it owner-only
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -64,6 +71,16 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _mode_for(path: str) -> int:
+    """The mode of the file at ``path``, or, for a new file, 0o666 less the process's umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _check_map_location(map_location: object) -> None:

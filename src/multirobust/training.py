@@ -436,7 +436,8 @@ class Trainer:
 
         Raises:
             ValueError: if ``state`` is not a ``Trainer.state_dict()``, or was saved by a game
-                with another number of players; before anything is restored.
+                with another number of players or by another model; before anything is
+                restored.
         """
         keys = ("model", "optimizer", "scheduler", "budgets", "generator", "torch_rng")
         keys += ("steps_done", "epochs_done")
@@ -453,6 +454,7 @@ class Trainer:
                 f"state was saved by a game of {k_saved} players, this trainer's has {k_here}; "
                 "resume with the game the run was started with"
             )
+        _check_same_model(state["model"], self.module.state_dict())
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
@@ -468,6 +470,26 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.steps_done = int(state["steps_done"])
         self.epochs_done = int(state["epochs_done"])
+
+
+def _check_same_model(saved: dict[str, Any], here: dict[str, Any]) -> None:
+    """Refuse a saved model state of another architecture before anything is loaded (torch's
+    ``load_state_dict`` copies the tensors that match before it raises for the others)."""
+    missing, unknown = sorted(set(here) - set(saved)), sorted(set(saved) - set(here))
+    both = set(here) & set(saved)
+    reshaped = sorted(k for k in both if _shape(here[k]) != _shape(saved[k]))
+    if missing or unknown or reshaped:
+        first = (missing or unknown or reshaped)[0]
+        raise ValueError(
+            f"state holds another model than this trainer's: {len(missing)} of its tensors "
+            f"missing, {len(unknown)} unknown, {len(reshaped)} of another shape (first: "
+            f"{first!r}); resume with the model the run was started with (was the checkpoint "
+            "saved by another recipe or dataset?)"
+        )
+
+
+def _shape(t: object) -> object:
+    return getattr(t, "shape", None)  # None for a non-tensor entry
 
 
 def _distributed() -> bool:
