@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         unknown = [v for v in getattr(args, flag).split(",") if v not in known]
         if unknown:
             p.error(f"--{flag}: unknown {unknown[0]!r}; choose from {', '.join(known)}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        p.error(f"--out {args.out} is a file, not a folder")
     return args
 
 
@@ -82,7 +84,12 @@ def main(argv: list[str] | None = None) -> dict:
     save_json(os.path.join(args.out, "config.json"), config)
     print("settings:", json.dumps(config, indent=2))
 
+    # A resumed run keeps the finished models it is not asked to redo.
+    path = os.path.join(args.out, "results.json")
     results = {}
+    if args.resume and os.path.exists(path):
+        with open(path) as f:
+            results = json.load(f)
     for method in args.methods.split(","):
         for ab in args.adaptive.split(","):
             name = method.upper() + ("" if ab == "none" else f"+AB {ab}")
@@ -124,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "seconds": round(time.time() - start, 1),
             }
             # Written after every model, so a run cut short keeps the finished models' results.
-            save_json(os.path.join(args.out, "results.json"), results)
+            save_json(path, results)
             print(f"\n== {name}: trained and evaluated in {results[name]['seconds']} s")
             print(report)
             print(streaks)

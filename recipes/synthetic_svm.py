@@ -82,7 +82,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--smoke", action="store_true", help="tiny n, d and epochs (seconds)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # Every flag is checked here, before the runs: an error half-way would lose the finished ones.
+    for flag, low in (("n", 1), ("d", 1), ("epochs", 1), ("gd_epochs", 1), ("max_iter", 1)):
+        if getattr(args, flag) < low:
+            p.error(f"--{flag.replace('_', '-')} must be >= {low}, got {getattr(args, flag)}")
+    for flag in ("lr", "tol"):
+        if not getattr(args, flag) > 0:
+            p.error(f"--{flag} must be > 0, got {getattr(args, flag)}")
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        p.error(f"--out {args.out} is a file, not a folder")
+    return args
 
 
 def fmt_gamma(gamma: dict[str, float] | None) -> str:

@@ -61,6 +61,8 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
         ("recipes/digits.py", "--adaptive", "l3", "--adaptive: unknown 'l3'"),
         ("recipes/cifar10.py", "--epochs", "0", "--epochs must be >= 1, got 0"),
         ("recipes/cifar10.py", "--batch-size", "0", "--batch-size must be >= 1, got 0"),
+        ("recipes/synthetic_svm.py", "--gd-epochs", "0", "--gd-epochs must be >= 1, got 0"),
+        ("recipes/synthetic_svm.py", "--lr", "-1", "--lr must be > 0, got -1.0"),
     ],
 )
 def test_bad_recipe_flags_fail_before_any_work(script, flag, value, message, tmp_path):
@@ -138,6 +140,16 @@ def test_digits_recipe_smoke(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results) == {"MAX", "MAX+AB l2", "AVG", "AVG+AB l2", "MSD", "MSD+AB l2"}
     assert "mean streak" in out.stdout and "All" in out.stdout
+
+
+def test_digits_recipe_resumed_for_one_method_keeps_the_others(tmp_path):
+    import digits as recipe
+
+    common = ["--smoke", "--adaptive", "none", "--out", str(tmp_path)]
+    first = recipe.main([*common, "--methods", "max,avg"])
+    recipe.main([*common, "--methods", "msd", "--resume"])
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert list(results) == ["MAX", "AVG", "MSD"] and results["MAX"] == first["MAX"]
 
 
 def test_digits_recipe_cut_short_keeps_the_finished_models(tmp_path, monkeypatch):
