@@ -14,7 +14,11 @@ set -u
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src:$PWD/tests:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"
 export CUBLAS_WORKSPACE_CONFIG=:4096:8
-parts=${*:-tests bench-ab profile-ab gradients bench-msd profile bench-all determinism}
+known="tests bench-ab profile-ab gradients bench-msd profile bench-all determinism"
+parts=${*:-$known}
+for part in $parts; do  # a mistyped part fails here, before any device time is spent
+  case " $known " in *" $part "*) ;; *) echo "unknown part '$part'; parts: $known" >&2; exit 2 ;; esac
+done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)" | tee -a "$OUT/gpu.txt"
 for part in $parts; do

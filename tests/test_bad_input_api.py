@@ -862,6 +862,11 @@ def test_trajectory_key_must_be_per_player() -> None:
         diagnostics.trajectory([{"loss": 1.0, "eps": {"linf": 0.1}}], "loss")
 
 
+def test_streaks_of_one_string() -> None:
+    with untyped(), pytest.raises(TypeError, match=r"got the string 'linf'; pass e\.g\."):
+        diagnostics.streaks("linf")  # it counted the letters as players
+
+
 def test_trajectory_unknown_key() -> None:
     with pytest.raises(ValueError, match="key 'epss' is in no record"):
         diagnostics.trajectory([{"loss": 1.0, "eps": {"linf": 0.1}}], "epss")

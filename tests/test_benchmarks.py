@@ -2,8 +2,10 @@
 found only on a lent GPU, where every minute counts. The figures themselves are not checked."""
 
 import json
+import os
 import pathlib
 import runpy
+import subprocess
 import sys
 
 import pytest
@@ -62,3 +64,15 @@ def test_probe_fidelity_compares_probes_with_full_attacks(monkeypatch, capsys) -
         "2 step(s), own step sizes",
         "2 step(s), max(alpha, eps/2)",
     ]
+
+
+def test_gpu_script_refuses_an_unknown_part_before_the_gpu(tmp_path) -> None:
+    out = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu.sh"), "tests", "bench_msd"],
+        env={**os.environ, "OUT": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "unknown part 'bench_msd'; parts: tests bench-ab" in out.stderr
+    assert not (tmp_path / "gpu.txt").exists()  # nvidia-smi never ran

@@ -49,7 +49,15 @@ def streaks(dominant: Iterable[str | None]) -> Streaks:
 
     Args:
         dominant: the dominant player of each step, in order.
+
+    Raises:
+        TypeError: ``dominant`` is one string (one step's name, not a sequence of them).
     """
+    if isinstance(dominant, str):
+        raise TypeError(
+            f"dominant must be a sequence of player names, one per step, got the string "
+            f"{dominant!r}; pass e.g. [r['dominant'] for r in history]"
+        )
     longest: dict[str, int] = {}
     dominated: dict[str, int] = {}
     lengths: list[int] = []
