@@ -16,7 +16,7 @@ import contextlib
 import torch
 
 import multirobust as mr
-from step_time import machine, timed, workload
+from step_time import check_flags, machine, timed, workload
 
 
 def main() -> None:
@@ -29,6 +29,7 @@ def main() -> None:
     p.add_argument("--amp", choices=("off", "on", "both"), default="off", help="bf16 autocast")
     p.add_argument("--repeats", type=int, default=21, help="timed calls per row (median)")
     args = p.parse_args()
+    check_flags(p, args, ("batch", "players", "repeats"))
     device = torch.device(args.device)
     torch.manual_seed(0)
     shape, _, _, make_model = workload(args.model)

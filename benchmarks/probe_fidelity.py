@@ -22,7 +22,7 @@ from multirobust.attacks import frozen_model
 from multirobust.budgets import probe_step_sizes
 from multirobust.data import digits
 from multirobust.models import DigitsCNN
-from step_time import DIGITS_PLAYERS
+from step_time import DIGITS_PLAYERS, check_flags
 
 
 def norms(model, agg, x, y, steps, seed: int, reach: bool = False) -> torch.Tensor:
@@ -44,8 +44,16 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=20, help="batches of 64 per point")
     p.add_argument("--msd-steps", type=int, default=10)
     args = p.parse_args()
-    probes = [int(s) for s in args.probe_steps.split(",")]
-    points = sorted(int(e) for e in args.epochs.split(","))
+    check_flags(p, args, ("batches", "msd_steps"))
+    probes, points = [], []
+    for flag, into in (("probe_steps", probes), ("epochs", points)):
+        text = getattr(args, flag)
+        try:
+            into += sorted({int(s) for s in text.split(",")})
+        except ValueError:
+            p.error(f"--{flag.replace('_', '-')} must be a comma list of ints, got {text!r}")
+        if into[0] < 1:
+            p.error(f"--{flag.replace('_', '-')} must hold ints >= 1, got {text!r}")
     torch.manual_seed(0)
     train, test = digits(seed=0)
     model = DigitsCNN()

@@ -23,7 +23,8 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import multirobust as mr
-from step_time import VARIANTS, lagged_game, workload
+from multirobust.experiment import ADAPTIVE, METHODS
+from step_time import VARIANTS, check_flags, lagged_game, workload
 
 
 def phases(prof: profile, cuda: bool) -> list[str]:
@@ -50,6 +51,8 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=25)
     p.add_argument("--out", default=None)
     args = p.parse_args()
+    lists = {"method": METHODS, "adaptive": ADAPTIVE, "variants": tuple(VARIANTS)}
+    check_flags(p, args, ("batch", "probe_steps", "rows"), lists, ("out",))
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     shape, players, msd_steps, make_model = workload(args.model)

@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import os
 import platform
 import statistics
 import time
@@ -33,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import multirobust as mr
 from baseline import baseline_step
-from multirobust.experiment import make_game, paper_settings
+from multirobust.experiment import ADAPTIVE, METHODS, make_game, paper_settings
 from multirobust.models import DigitsCNN, PreActResNet18
 
 DIGITS_PLAYERS = (
@@ -96,6 +97,30 @@ def lagged_game(
     )
 
 
+def check_flags(
+    p: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    counts: tuple[str, ...] = (),
+    lists: dict[str, tuple[str, ...]] | None = None,
+    files: tuple[str, ...] = (),
+) -> None:
+    """Refuse bad flags before any timing: ``counts`` must be >= 1, every item of the comma
+    lists ``lists`` one of its choices; the folders of ``files`` are made."""
+    for flag in counts:
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    for flag, known in (lists or {}).items():
+        unknown = [v for v in getattr(args, flag).split(",") if v not in known]
+        if unknown:
+            p.error(f"--{flag}: unknown {unknown[0]!r}; choose from {', '.join(known)}")
+    for flag in files:
+        path = getattr(args, flag)
+        if path is not None:
+            if os.path.isdir(path):
+                p.error(f"--{flag} {path} is a folder; pass a file's path")
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=("digits", "preact"), default="digits")
@@ -109,7 +134,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--no-baseline", action="store_true", help="skip the baseline rows")
     p.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak")
     p.add_argument("--json", default=None, help="write the results here")
-    return p.parse_args()
+    args = p.parse_args()
+    lists = {"methods": METHODS, "adaptive": ADAPTIVE, "variants": tuple(VARIANTS)}
+    check_flags(p, args, ("batch", "repeats", "probe_steps"), lists, ("json",))
+    return args
 
 
 def sync(device: torch.device) -> None:
@@ -137,9 +165,6 @@ def main() -> None:
     x = torch.rand(args.batch, *shape, device=device)
     y = torch.randint(0, 10, (args.batch,), device=device)
     variants = args.variants.split(",")
-    for v in variants:
-        if v not in VARIANTS:
-            raise SystemExit(f"--variants: unknown {v!r}; choose from {', '.join(VARIANTS)}")
     torch._dynamo.config.recompile_limit = 64  # many models and players in one process
     print(
         f"model {args.model}, batch {args.batch}, device {device} ({machine(device)}), "

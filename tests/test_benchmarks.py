@@ -26,7 +26,7 @@ def run(script: str, *args: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_step_time_prints_and_writes_every_row(tmp_path, monkeypatch, capsys) -> None:
-    out = tmp_path / "rows.json"
+    out = tmp_path / "bench" / "rows.json"  # a folder made before the timing
     args = ("--methods", "avg,msd", "--batch", "8", "--repeats", "1", "--probe-steps", "1")
     run("step_time.py", *args, "--json", str(out), monkeypatch=monkeypatch)
     rows = json.loads(out.read_text())["rows"]
@@ -38,6 +38,24 @@ def test_step_time_prints_and_writes_every_row(tmp_path, monkeypatch, capsys) ->
     ]
     assert all(r["speedup"] > 0 and r["tflop_per_step"] > 0 for r in rows)
     assert "| method | variant | ms_per_step |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("script", "flags", "message"),
+    [
+        ("step_time.py", ("--repeats", "0"), "--repeats must be >= 1, got 0"),
+        ("step_time.py", ("--adaptive", "none,foo"), "--adaptive: unknown 'foo'; choose from"),
+        ("profile_step.py", ("--variants", "fp32,fats"), "--variants: unknown 'fats'"),
+        ("profile_step.py", ("--out", "."), "--out . is a folder"),
+        ("player_gradients.py", ("--repeats", "0"), "--repeats must be >= 1, got 0"),
+        ("probe_fidelity.py", ("--epochs", "0,1"), "--epochs must hold ints >= 1, got '0,1'"),
+        ("probe_fidelity.py", ("--batches", "0"), "--batches must be >= 1, got 0"),
+    ],
+)
+def test_bad_flags_fail_before_any_work(script, flags, message, monkeypatch, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        run(script, *flags, monkeypatch=monkeypatch)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_profile_step_reports_the_phases_of_a_step(monkeypatch, capsys) -> None:
