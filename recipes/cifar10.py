@@ -1,4 +1,4 @@
-"""The paper's cifar10 experiment (settings: shared/spec/reproduction.md). See `--help`.
+"""The paper's cifar10 experiment (settings: multirobust.experiment.paper_settings). See `--help`.
 
 python recipes/cifar10.py --method msd --adaptive l2
 torchrun --nproc_per_node=2 recipes/cifar10.py --method max --adaptive l1

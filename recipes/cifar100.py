@@ -1,4 +1,4 @@
-"""The paper's cifar100 experiment (settings: shared/spec/reproduction.md). See `--help`.
+"""The paper's cifar100 experiment (settings: multirobust.experiment.paper_settings). See `--help`.
 
 python recipes/cifar100.py --method msd --adaptive l2
 torchrun --nproc_per_node=2 recipes/cifar100.py --method max --adaptive l1

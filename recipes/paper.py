@@ -63,7 +63,7 @@ def parse_args(dataset: str, argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="continue the run in --out (its checkpoint.pt), with the settings it was started with",
     )
-    p.add_argument("--smoke", action="store_true", help="seconds on CPU: tiny data and attacks")
+    p.add_argument("--smoke", action="store_true", help="tiny data and attacks (a minute on CPU)")
     args = p.parse_args(argv)
     for flag in ("epochs", "batch_size", "eval_n"):  # checked before any download or step
         value = getattr(args, flag)

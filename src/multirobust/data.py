@@ -69,7 +69,7 @@ def torchvision_dataset(
         name: ``"mnist"``, ``"cifar10"`` or ``"cifar100"``.
         root: the data folder (torchvision's layout).
         train: the training split, else the test split.
-        augment: CIFAR training augmentation (pad-4 random crop, horizontal flip; reproduction.md).
+        augment: CIFAR training augmentation (pad-4 random crop, horizontal flip, as the paper).
         download: let torchvision download missing files.
 
     Raises:

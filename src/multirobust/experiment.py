@@ -34,7 +34,7 @@ ADAPTIVE = ("none", "l1", "l2")
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """A dataset's training and evaluation settings (reproduction.md).
+    """A dataset's training and evaluation settings (the paper's; docs/recipes/index.md).
 
     Attributes:
         players: the training players (budgets, step sizes, iterations, restarts).
@@ -62,11 +62,12 @@ class Settings:
 
 
 def paper_settings(dataset: str) -> Settings:
-    """The paper's settings for ``"mnist"``, ``"cifar10"`` or ``"cifar100"`` (reproduction.md).
+    """The paper's settings for ``"mnist"``, ``"cifar10"`` or ``"cifar100"`` (docs/recipes/index.md;
+    where the paper is silent, our choices: docs/concepts.md).
 
     MNIST trains with 2 runs per player (one from zero, one random restart), CIFAR with none, as the
     MSD code. The l_1 player's k range is ``[5, 20]`` on every dataset (the MSD code's CIFAR-10
-    value; reproduction.md gives none for MNIST).
+    value; the paper gives none for MNIST).
     """
     if dataset == "mnist":
         return Settings(
