@@ -22,6 +22,7 @@ from multirobust.data import digits
 from multirobust.experiment import (
     ADAPTIVE,
     METHODS,
+    changed_settings,
     fit_with_checkpoints,
     make_game,
     plot_history,
@@ -58,8 +59,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         unknown = [v for v in getattr(args, flag).split(",") if v not in known]
         if unknown:
             p.error(f"--{flag}: unknown {unknown[0]!r}; choose from {', '.join(known)}")
+    if args.smoke:
+        args.epochs, args.msd_steps, args.eval_steps, args.eval_restarts = 1, 2, 3, 0
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         p.error(f"--out {args.out} is a file, not a folder")
+    config = os.path.join(args.out, "config.json")
+    if args.resume and os.path.exists(config):  # the kept results must be of the same settings
+        keys = ("epochs", "msd_steps", "eval_steps", "eval_restarts", "seed", "smoke")
+        changed = changed_settings(config, vars(args), keys)
+        if changed:
+            p.error(f"--resume: in {args.out}, {changed}; resume with them, or pick another --out")
     return args
 
 
@@ -68,7 +77,6 @@ def main(argv: list[str] | None = None) -> dict:
     players = PLAYERS
     if args.smoke:
         players = tuple(p(steps=2) for p in PLAYERS)
-        args.epochs, args.msd_steps, args.eval_steps, args.eval_restarts = 1, 2, 3, 0
     train, test = digits(seed=args.seed)
     if args.smoke:
         train, test = (

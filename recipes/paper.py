@@ -61,7 +61,8 @@ def parse_args(dataset: str, argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out (its checkpoint.pt), with the settings it was started with",
+        help="continue the run in --out from its checkpoint.pt; pass the settings it was started "
+        "with",
     )
     p.add_argument("--smoke", action="store_true", help="tiny data and attacks (a minute on CPU)")
     args = p.parse_args(argv)
@@ -78,9 +79,10 @@ def parse_args(dataset: str, argv: list[str] | None) -> argparse.Namespace:
 
 
 # What a run is: a resumed run must be started with the same values (the rest, such as --device,
-# --compile or --eval-n, may change between the two halves).
+# --compile or --eval-n, may change between the two halves). The number of torchrun ranks is one:
+# the effective batch, and so the schedule, depend on it.
 RUN_IDENTITY = ("dataset", "method", "adaptive", "timing", "epochs", "batch_size", "seed")
-RUN_IDENTITY += ("smoke", "fake_data")
+RUN_IDENTITY += ("smoke", "fake_data", "world_size")
 
 
 def out_problem(args: argparse.Namespace, dataset: str) -> str | None:
@@ -98,19 +100,18 @@ def out_problem(args: argparse.Namespace, dataset: str) -> str | None:
             )
         return None
     if not os.path.exists(config_path):
+        if has_checkpoint:  # a checkpoint copied in from a backup: nothing to compare it with
+            return None
         return f"--resume: {args.out} holds no run (no config.json); drop --resume to start one"
-    with open(config_path) as f:
-        saved = json.load(f)
-    asked = {"dataset": dataset, **vars(args)}
-    changed = [k for k in RUN_IDENTITY if saved.get(k) != asked[k]]
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    asked = {"dataset": dataset, **vars(args), "world_size": world_size}
+    changed = ex.changed_settings(config_path, asked, RUN_IDENTITY)
     if changed:
-        was = ", ".join(f"{k}={saved.get(k)!r}" for k in changed)
-        now = ", ".join(f"{k}={asked[k]!r}" for k in changed)
         return (
-            f"--resume: the run in {args.out} was started with {was}, not {now}; resume it "
-            "with its own settings, or pick another --out for a new run"
+            f"--resume: in {args.out}, {changed}; resume it with its own settings, or pick "
+            "another --out for a new run"
         )
-    if not has_checkpoint:
+    if not has_checkpoint and os.environ.get("RANK", "0") == "0":
         print(
             f"--resume: {args.out} has no checkpoint yet (stopped in its first epoch): "
             "training from the start"
@@ -151,9 +152,11 @@ def main(dataset: str, argv: list[str] | None = None) -> dict:
         "msd_steps": msd_steps,
         "settings": repr(settings),
     }
+    config_path = os.path.join(args.out, "config.json")
     if dist.is_main:
         os.makedirs(args.out, exist_ok=True)
-        ex.save_json(os.path.join(args.out, "config.json"), config)
+        if not args.resume:  # a resumed run's, once its checkpoint has loaded (after training)
+            ex.save_json(config_path, config)
         print("settings:", json.dumps(config, indent=2))
 
     torch.manual_seed(args.seed)
@@ -170,8 +173,7 @@ def main(dataset: str, argv: list[str] | None = None) -> dict:
     game = ex.make_game(players, args.method, args.adaptive, msd_steps, timing=args.timing)
     model = ex.paper_model(dataset).to(dist.device)
     optimizer = ex.make_optimizer(model, settings)
-    knots = [e * args.epochs / settings.epochs for e in settings.lr_epochs]  # paper's at its own
-    schedule = mr.piecewise_linear(optimizer, knots, list(settings.lr_values), len(loader))
+    schedule = ex.paper_schedule(optimizer, settings, args.epochs, len(loader))
     if dist.world_size > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
     trainer = mr.Trainer(
@@ -198,6 +200,8 @@ def main(dataset: str, argv: list[str] | None = None) -> dict:
     )
     seconds = time.time() - start
     if dist.is_main:
+        if args.resume:
+            ex.save_json(config_path, config)
         ex.plot_history(history, os.path.join(args.out, "trajectories.png"), players)
 
     results: dict = {

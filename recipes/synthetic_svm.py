@@ -88,8 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, flag) < low:
             p.error(f"--{flag.replace('_', '-')} must be >= {low}, got {getattr(args, flag)}")
     for flag in ("lr", "tol"):
-        if not getattr(args, flag) > 0:
-            p.error(f"--{flag} must be > 0, got {getattr(args, flag)}")
+        if not (math.isfinite(getattr(args, flag)) and getattr(args, flag) > 0):
+            p.error(f"--{flag} must be a finite number > 0, got {getattr(args, flag)}")
     if args.threads is not None and args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
     if os.path.exists(args.out) and not os.path.isdir(args.out):

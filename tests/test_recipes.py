@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import warnings
@@ -62,7 +63,7 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
         ("recipes/cifar10.py", "--epochs", "0", "--epochs must be >= 1, got 0"),
         ("recipes/cifar10.py", "--batch-size", "0", "--batch-size must be >= 1, got 0"),
         ("recipes/synthetic_svm.py", "--gd-epochs", "0", "--gd-epochs must be >= 1, got 0"),
-        ("recipes/synthetic_svm.py", "--lr", "-1", "--lr must be > 0, got -1.0"),
+        ("recipes/synthetic_svm.py", "--lr", "-1", "--lr must be a finite number > 0, got -1.0"),
     ],
 )
 def test_bad_recipe_flags_fail_before_any_work(script, flag, value, message, tmp_path):
@@ -142,7 +143,7 @@ def test_digits_recipe_smoke(tmp_path):
     assert "mean streak" in out.stdout and "All" in out.stdout
 
 
-def test_digits_recipe_resumed_for_one_method_keeps_the_others(tmp_path):
+def test_digits_recipe_resumed_for_one_method_keeps_the_others(tmp_path, capsys):
     import digits as recipe
 
     common = ["--smoke", "--adaptive", "none", "--out", str(tmp_path)]
@@ -150,6 +151,9 @@ def test_digits_recipe_resumed_for_one_method_keeps_the_others(tmp_path):
     recipe.main([*common, "--methods", "msd", "--resume"])
     results = json.loads((tmp_path / "results.json").read_text())
     assert list(results) == ["MAX", "AVG", "MSD"] and results["MAX"] == first["MAX"]
+    with pytest.raises(SystemExit):  # kept results of other settings would mix in one table
+        recipe.main([*common, "--methods", "msd", "--resume", "--seed", "1"])
+    assert "the run was started with seed=0, not seed=1" in capsys.readouterr().err
 
 
 def test_digits_recipe_cut_short_keeps_the_finished_models(tmp_path, monkeypatch):
@@ -188,6 +192,22 @@ def test_plot_history_draws_every_panel_without_warnings(track, tmp_path):
         warnings.simplefilter("error")  # matplotlib warns of a legend with nothing to show
         plot_history(history, tmp_path / "run.png", players)
     assert (tmp_path / "run.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("epochs", [10, 50, 60])
+def test_paper_schedule_spans_the_epochs_asked_for(epochs):
+    from multirobust import experiment as ex
+
+    settings = ex.paper_settings("cifar10")
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    schedule = ex.paper_schedule(opt, settings, epochs, steps_per_epoch=1)
+    lrs = []
+    for _ in range(epochs + 1):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step()
+    assert lrs[epochs * 2 // 5] == pytest.approx(0.1)  # the peak, epoch 20 of the paper's 50
+    assert all(lr > 0 for lr in lrs[1:epochs]) and lrs[epochs] == 0  # 0 only at the end
 
 
 def test_resume_gives_the_same_final_weights(tmp_path):
@@ -229,6 +249,17 @@ def test_resume_gives_the_same_final_weights(tmp_path):
     (tmp_path / "file").write_text("")
     out = run(*common, "--out", str(tmp_path / "file"), returncode=2)
     assert "is a file, not a folder" in out.stderr
+    # A checkpoint that fails to load leaves config.json too; one copied in alone resumes.
+    shutil.copytree(full, tmp_path / "broken")
+    data = (tmp_path / "broken" / "checkpoint.pt").read_bytes()
+    (tmp_path / "broken" / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    out = run(*common, "--resume", "--eval-n", "4", "--out", str(tmp_path / "broken"), returncode=1)
+    assert "CheckpointError" in out.stderr
+    assert (tmp_path / "broken" / "config.json").read_text() == config
+    (tmp_path / "copied").mkdir()
+    shutil.copy(tmp_path / "full" / "checkpoint.pt", tmp_path / "copied")
+    run(*common, "--resume", "--out", str(tmp_path / "copied"))
+    assert json.loads((tmp_path / "copied" / "config.json").read_text())["resume"] is True
 
 
 def test_torchrun_two_ranks_end_with_identical_weights(tmp_path):

@@ -318,3 +318,18 @@ def test_piecewise_linear_schedule_matches_the_paper_knots():
     assert lrs[-1] == pytest.approx(0.0) and lrs[99] == pytest.approx(0.05)
     with pytest.raises(ValueError, match="increase strictly"):
         mr.piecewise_linear(opt, [0, 0], [0, 1], steps_per_epoch=1)
+
+
+def test_a_lazy_model_resumes():
+    """The model check of load_state_dict skips a lazy module's uninitialised parameters."""
+
+    def trainer_of_a_lazy_model() -> mr.Trainer:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Flatten(), nn.LazyLinear(5))
+        return mr.Trainer(net, torch.optim.SGD(net.parameters(), lr=0.1), mr.max_(LINF))
+
+    trained = trainer_of_a_lazy_model()
+    trained.step(*data(8).tensors)
+    fresh = trainer_of_a_lazy_model()
+    fresh.load_state_dict(trained.state_dict())
+    assert torch.equal(fresh.model[1].weight, trained.model[1].weight)

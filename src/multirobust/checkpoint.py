@@ -14,7 +14,7 @@ Examples:
 """
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
@@ -59,13 +59,13 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
         raise IsADirectoryError(f"{path} is a folder; pass a file's path, e.g. {path}/state.pt")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    fd, tmp = _new_temporary(folder, os.path.splitext(path)[1])
     try:
-        os.chmod(tmp, _mode_for(path))  # mkstemp makes it owner-only
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        _copy_mode(path, tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -73,14 +73,24 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
         raise
 
 
-def _mode_for(path: str) -> int:
-    """The mode of the file at ``path``, or, for a new file, 0o666 less the process's umask."""
+def _new_temporary(folder: str, suffix: str) -> tuple[int, str]:
+    """A new hidden file in ``folder``, opened for writing. Created with mode 0o666, so that the
+    umask (and the folder's default ACL) apply as they do to ``open`` (``mkstemp``'s is 0o600)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(6)}{suffix}")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
+def _copy_mode(source: str, target: str) -> None:
+    """Give ``target`` the mode of ``source`` if it exists (best effort: some mounts refuse)."""
     try:
-        return os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
+        os.chmod(target, os.stat(source).st_mode & 0o7777)
+    except OSError:
+        pass
 
 
 def _check_map_location(map_location: object) -> None:

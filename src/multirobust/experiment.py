@@ -26,7 +26,7 @@ from multirobust.budgets import TIMINGS, Adaptive, Fixed, fixed
 from multirobust.budgets import adaptive as adaptive_policy
 from multirobust.models import MnistCNN, PreActResNet18
 from multirobust.players import Player, l1, l2, linf
-from multirobust.training import History, Trainer
+from multirobust.training import History, Trainer, piecewise_linear
 
 METHODS = ("max", "avg", "msd")
 ADAPTIVE = ("none", "l1", "l2")
@@ -149,6 +149,28 @@ def make_optimizer(model: nn.Module, settings: Settings) -> torch.optim.Optimize
     )
 
 
+def paper_schedule(
+    optimizer: torch.optim.Optimizer, settings: Settings, epochs: int, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The settings' piecewise-linear learning rate, its knots scaled from the paper's epochs to
+    ``epochs`` (a longer run warms up and decays over longer, never idling at the final rate).
+
+    Examples:
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        >>> sched = paper_schedule(opt, paper_settings("cifar10"), 25, steps_per_epoch=1)
+        >>> lrs = []
+        >>> for _ in range(25):
+        ...     lrs.append(opt.param_groups[0]["lr"])
+        ...     opt.step()
+        ...     sched.step()
+        >>> lrs.index(max(lrs)), round(max(lrs), 3)  # the paper's peak: epoch 20 of 50
+        (10, 0.1)
+    """
+    _checks.integer_at_least("epochs", epochs, 1)
+    knots = [e * epochs / settings.epochs for e in settings.lr_epochs]
+    return piecewise_linear(optimizer, knots, list(settings.lr_values), steps_per_epoch)
+
+
 def fit_with_checkpoints(
     trainer: Trainer,
     loader: Iterable[Any],
@@ -213,6 +235,32 @@ def save_json(path: str | os.PathLike[str], obj: Any) -> None:
     """
     text = json.dumps(obj, indent=2).encode()
     checkpoint.write_atomic(path, lambda f: f.write(text))
+
+
+def changed_settings(
+    config_path: str | os.PathLike[str], asked: dict[str, Any], keys: Iterable[str]
+) -> str | None:
+    """Why a run cannot resume the run whose ``config.json`` is at ``config_path``: the ``keys``
+    whose saved values differ from ``asked``, or a file that cannot be read; ``None`` if none.
+
+    Examples:
+        >>> import tempfile
+        >>> path = tempfile.mkdtemp() + "/config.json"
+        >>> save_json(path, {"method": "msd", "seed": 0})
+        >>> changed_settings(path, {"method": "max", "seed": 0}, ["method", "seed"])
+        "the run was started with method='msd', not method='max'"
+    """
+    try:
+        with open(config_path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as e:
+        return f"{os.fspath(config_path)} cannot be read ({e}); restore it, or delete it"
+    changed = [k for k in keys if saved.get(k) != asked[k]]
+    if not changed:
+        return None
+    was = ", ".join(f"{k}={saved.get(k)!r}" for k in changed)
+    now = ", ".join(f"{k}={asked[k]!r}" for k in changed)
+    return f"the run was started with {was}, not {now}"
 
 
 def weights_digest(model: nn.Module) -> str:

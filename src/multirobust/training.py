@@ -477,7 +477,8 @@ def _check_same_model(saved: dict[str, Any], here: dict[str, Any]) -> None:
     ``load_state_dict`` copies the tensors that match before it raises for the others)."""
     missing, unknown = sorted(set(here) - set(saved)), sorted(set(saved) - set(here))
     both = set(here) & set(saved)
-    reshaped = sorted(k for k in both if _shape(here[k]) != _shape(saved[k]))
+    shapes = [(k, _shape(here[k]), _shape(saved[k])) for k in both]
+    reshaped = sorted(k for k, a, b in shapes if a is not None and b is not None and a != b)
     if missing or unknown or reshaped:
         first = (missing or unknown or reshaped)[0]
         raise ValueError(
@@ -489,7 +490,10 @@ def _check_same_model(saved: dict[str, Any], here: dict[str, Any]) -> None:
 
 
 def _shape(t: object) -> object:
-    return getattr(t, "shape", None)  # None for a non-tensor entry
+    """A tensor's shape; ``None`` for a non-tensor entry or a lazy module's uninitialised one."""
+    if not isinstance(t, Tensor) or torch.nn.parameter.is_lazy(t):
+        return None
+    return t.shape
 
 
 def _distributed() -> bool:
