@@ -14,6 +14,7 @@ import math
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -851,10 +852,30 @@ def test_svm_start_weights() -> None:
         with pytest.raises(TypeError, match="parameter 'w0'"):
             svm.train(x, y, b, epochs=1, w0=torch.ones(3, dtype=x.dtype))
     with untyped():
-        with pytest.raises(ValueError, match=r"^w0 must have shape \[4\], got \[3\]"):
+        with pytest.raises(ValueError, match=r"^w0 must be \[4\] \(d \+ 1 = 4, as x\)"):
             svm.train(x, y, b, epochs=1, w0=torch.ones(3, dtype=x.dtype))
+        with pytest.raises(ValueError, match=r"of x's dtype torch.float64, got torch.float32"):
+            svm.train(x, y, b, epochs=1, w0=torch.ones(4))  # it failed inside torch
         with pytest.raises(ValueError, match=r"^w must be a finite, non-zero vector"):
             svm.train(x, y, b, epochs=1, w0=torch.zeros(4, dtype=x.dtype))
+
+
+def test_svm_vectors_must_match_x() -> None:
+    x, y = svm.make_data(n=20, d=3)
+    b, w = svm.budgets_for("all-2mu", 0.5), torch.ones(4, dtype=x.dtype)
+    gamma = torch.ones(1, dtype=x.dtype)
+    calls = {
+        "w": lambda: svm.player_losses(w[:3], x, y, b),
+        "attack_w": lambda: svm.player_losses(w, x, y, b, attack_w=w.float()),
+        "w_init": lambda: svm.solve_sphere(x, y, torch.zeros(1, 4, dtype=x.dtype), gamma, w[:3]),
+        "shifts": lambda: svm.solve_sphere(x, y, torch.zeros(1, 7, dtype=x.dtype), gamma, w),
+    }
+    for name, call in calls.items():  # each used to fail inside torch, naming neither
+        with untyped(), pytest.raises(ValueError, match=rf"^{name} must be \[(k, )?4\]"):
+            call()
+    with untyped():  # the annotation says float; at run time a NumPy number is taken
+        x4, _ = svm.make_data(n=4, d=3, p=np.float32(0.9))
+    assert x4.shape == (4, 4)
 
 
 def test_trajectory_key_must_be_per_player() -> None:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -95,7 +96,7 @@ def make_data(
     """
     _checks.integer_at_least("n", n, 1)
     _checks.integer_at_least("d", d, 1)
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < float(p) < 1.0:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 < float(p) < 1.0:
         raise ValueError(f"p must be a probability in (0, 1), got {p!r}")
     mu = default_mu(d) if mu is None else _checks.positive_finite("mu", mu)
     if not dtype.is_floating_point:
@@ -137,6 +138,19 @@ def budgets_for(setting: str, mu: float) -> dict[str, float]:
 def _check_w(w: Tensor) -> None:
     if w.dim() != 1 or not bool(torch.isfinite(w).all()) or not bool((w != 0).any()):
         raise ValueError(f"w must be a finite, non-zero vector [d + 1], got shape {list(w.shape)}")
+
+
+def _check_like_x(name: str, t: Tensor, x: Tensor, rows: bool = False) -> None:
+    """``t`` must be a vector ``[d + 1]`` (``[k, d + 1]`` with ``rows``) of ``x``'s dtype: torch's
+    own errors for either mismatch name neither the argument nor the fix."""
+    d1 = x.shape[1]
+    fits = t.dim() == 1 + rows and t.shape[-1] == d1 and t.dtype == x.dtype
+    if not fits:
+        shape = f"[k, {d1}]" if rows else f"[{d1}]"
+        raise ValueError(
+            f"{name} must be {shape} (d + 1 = {d1}, as x) of x's dtype {x.dtype}, got "
+            f"{t.dtype} {list(t.shape)}; make it with dtype=x.dtype"
+        )
 
 
 def _check_xy(x: Tensor, y: Tensor) -> None:
@@ -289,6 +303,10 @@ def player_losses(
     budgets = _check_budgets(budgets)
     _check_w(w)
     _check_xy(x, y)
+    _check_like_x("w", w, x)
+    if attack_w is not None:
+        _check_w(attack_w)
+        _check_like_x("attack_w", attack_w, x)
     attack_w = w if attack_w is None else attack_w
     return _losses_from_margins(y * (x @ w), _margin_shifts(w, attack_w, budgets, l1_mode))
 
@@ -478,6 +496,8 @@ def solve_sphere(
     _check_solver(tol, max_iter)
     _check_w(w_init)
     _check_xy(x, y)
+    _check_like_x("w_init", w_init, x)
+    _check_like_x("shifts", shifts, x, rows=True)
     if shifts.shape[0] != gamma.shape[0] or bool((gamma < 0).any()):
         raise ValueError("gamma must be non-negative with one entry per row of shifts")
     return _solve(x * y[:, None], shifts, gamma.to(x.dtype), w_init, tol, max_iter)
@@ -656,8 +676,7 @@ def train(
         start = _natural(yx, tol, max_iter)
     else:
         _check_w(w0)
-        if w0.shape != (x.shape[1],):
-            raise ValueError(f"w0 must have shape [{x.shape[1]}], got {list(w0.shape)}")
+        _check_like_x("w0", w0, x)
         w = w0 / w0.norm()
         start = SphereSolution(w, float(torch.relu(1 - yx @ w).mean()), 0, True, "given", 0.0)
     w = start.w
