@@ -16,6 +16,7 @@ import contextlib
 import torch
 
 import multirobust as mr
+from multirobust.attacks import COMPILE_MODES
 from step_time import check_flags, machine, timed, workload
 
 
@@ -29,7 +30,8 @@ def main() -> None:
     p.add_argument("--amp", choices=("off", "on", "both"), default="off", help="bf16 autocast")
     p.add_argument("--repeats", type=int, default=21, help="timed calls per row (median)")
     args = p.parse_args()
-    check_flags(p, args, ("batch", "players", "repeats"))
+    lists = {"compile": ("", *COMPILE_MODES)} if args.compile else {}  # "": no compiled rows
+    check_flags(p, args, ("batch", "players", "repeats"), lists)
     device = torch.device(args.device)
     torch.manual_seed(0)
     shape, _, _, make_model = workload(args.model)

@@ -44,15 +44,16 @@ def main() -> None:
     p.add_argument("--model", choices=("digits", "preact"), default="preact")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--method", default="msd")
-    p.add_argument("--adaptive", default="none", help="none (fixed budgets) or l2 / l1 (lagged)")
+    p.add_argument("--method", choices=METHODS, default="msd")
+    p.add_argument(
+        "--adaptive", choices=ADAPTIVE, default="none", help="none (fixed budgets), or lagged l2/l1"
+    )
     p.add_argument("--probe-steps", type=int, default=10, help="MSD's lagged AdaptiveBudget probes")
     p.add_argument("--variants", default="amp,amp+compile")
     p.add_argument("--rows", type=int, default=25)
     p.add_argument("--out", default=None)
     args = p.parse_args()
-    lists = {"method": METHODS, "adaptive": ADAPTIVE, "variants": tuple(VARIANTS)}
-    check_flags(p, args, ("batch", "probe_steps", "rows"), lists, ("out",))
+    check_flags(p, args, ("batch", "probe_steps", "rows"), {"variants": tuple(VARIANTS)}, ("out",))
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     shape, players, msd_steps, make_model = workload(args.model)

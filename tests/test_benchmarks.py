@@ -48,6 +48,8 @@ def test_step_time_prints_and_writes_every_row(tmp_path, monkeypatch, capsys) ->
         ("profile_step.py", ("--variants", "fp32,fats"), "--variants: unknown 'fats'"),
         ("profile_step.py", ("--out", "."), "--out . is a folder"),
         ("player_gradients.py", ("--repeats", "0"), "--repeats must be >= 1, got 0"),
+        ("player_gradients.py", ("--compile", "defualt"), "--compile: unknown 'defualt'"),
+        ("profile_step.py", ("--method", "max,msd"), "argument --method: invalid choice"),
         ("probe_fidelity.py", ("--epochs", "0,1"), "--epochs must hold ints >= 1, got '0,1'"),
         ("probe_fidelity.py", ("--batches", "0"), "--batches must be >= 1, got 0"),
     ],
