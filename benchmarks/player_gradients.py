@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--amp", choices=("off", "on", "both"), default="off", help="bf16 autocast")
     p.add_argument("--repeats", type=int, default=21, help="timed calls per row (median)")
     args = p.parse_args()
-    lists = {"compile": ("", *COMPILE_MODES)} if args.compile else {}  # "": no compiled rows
+    lists = {"compile": ("", *COMPILE_MODES)}  # "": no compiled rows
     check_flags(p, args, ("batch", "players", "repeats"), lists)
     device = torch.device(args.device)
     torch.manual_seed(0)

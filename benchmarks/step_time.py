@@ -21,7 +21,6 @@ with ``Trainer(validate="first")`` (only the first batch's values are checked).
 import argparse
 import dataclasses
 import functools
-import json
 import os
 import platform
 import statistics
@@ -34,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import multirobust as mr
 from baseline import baseline_step
-from multirobust.experiment import ADAPTIVE, METHODS, make_game, paper_settings
+from multirobust.experiment import ADAPTIVE, METHODS, make_game, paper_settings, save_json
 from multirobust.models import DigitsCNN, PreActResNet18
 
 DIGITS_PLAYERS = (
@@ -221,8 +220,7 @@ def main() -> None:
     for r in rows:
         print("| " + " | ".join(str(r.get(k, "")) for k in keys) + " |")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine(device), "args": vars(args), "rows": rows}, f, indent=2)
+        save_json(args.json, {"machine": machine(device), "args": vars(args), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -86,8 +86,8 @@ RUN_IDENTITY += ("smoke", "fake_data", "world_size")
 
 
 def out_problem(args: argparse.Namespace, dataset: str) -> str | None:
-    """Why ``--out`` cannot take this run, or ``None``: a file, a finished or started run without
-    ``--resume``, nothing to resume, or a run started with other settings."""
+    """Why ``--out`` cannot take this run, or ``None``: a file, a run with a checkpoint but no
+    ``--resume``, ``--resume`` with no run there, or a run started with other settings."""
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         return f"--out {args.out} is a file, not a folder"
     has_checkpoint = os.path.exists(os.path.join(args.out, "checkpoint.pt"))

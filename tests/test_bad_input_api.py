@@ -634,7 +634,6 @@ def test_robustness_curve_path_must_be_writable(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt" / "curves" / "l2"
     with pytest.raises(ValueError, match=r"cannot be written: .*notes\.txt is not a writable"):
         mr.robustness_curve(model(), (x, y), LINF, [0.1], path=path)
-    assert not (tmp_path / "curves").exists()
 
 
 def test_robustness_curve_steps_is_one_int() -> None:
@@ -859,7 +858,7 @@ def test_svm_start_weights() -> None:
             svm.train(x, y, b, epochs=1, w0=torch.ones(3, dtype=x.dtype))
         with pytest.raises(ValueError, match=r"of x's dtype torch.float64, got torch.float32"):
             svm.train(x, y, b, epochs=1, w0=torch.ones(4))  # it failed inside torch
-        with pytest.raises(ValueError, match=r"^w must be a finite, non-zero vector"):
+        with pytest.raises(ValueError, match=r"^w0 must be a finite, non-zero vector"):
             svm.train(x, y, b, epochs=1, w0=torch.zeros(4, dtype=x.dtype))
 
 

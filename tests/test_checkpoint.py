@@ -88,6 +88,8 @@ def test_written_files_get_the_mode_open_would_give(tmp_path):
 
 
 def test_save_to_a_folder_names_it(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
     with pytest.raises(IsADirectoryError, match=r"is a folder; pass a file's path"):
-        checkpoint.save(tmp_path, {"a": 1})
-    assert list(tmp_path.iterdir()) == []  # no temporary file left
+        checkpoint.save(folder, {"a": 1})
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no temporary file beside it

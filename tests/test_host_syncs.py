@@ -5,7 +5,7 @@ On a GPU, every read of a tensor's value by Python (``bool(t)``, ``t.item()``, `
 ``unique``, ``bincount``) and every blocking copy to or from the device waits for all the queued
 work, and the GPU then idles until Python launches more. This CPU test counts the first two
 kinds with a ``TorchFunctionMode``, so a sync added to an iteration is caught without a GPU. It
-does not see copies (the test of ``base_budgets`` checks the one copy a step makes) nor reads
+does not see copies (the test of ``base_budgets`` checks that they do not block) nor reads
 inside a Python-level torch function (the mode is off while one runs). On a GPU,
 ``torch.cuda.set_sync_debug_mode("warn")`` reports them all.
 """
@@ -66,7 +66,7 @@ def test_the_counter_sees_each_kind_of_sync() -> None:
             torch.equal(u, t), torch.allclose(u, t), u[u > 3], torch.where(u > 3), u.unique(),
             torch.bincount(u.long()), f"{u[0]:.1f}",
         ]  # fmt: skip
-    assert len(reads) == 13
+    assert len(syncs.calls) == len(reads)  # each read counted once
     assert set(syncs.calls) == {
         *("__bool__", "item", "tolist", "__float__", "__int__", "nonzero", "equal"),
         *("allclose", "boolean mask", "where", "unique", "bincount", "__format__"),

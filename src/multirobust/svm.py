@@ -135,9 +135,11 @@ def budgets_for(setting: str, mu: float) -> dict[str, float]:
     return budgets
 
 
-def _check_w(w: Tensor) -> None:
+def _check_w(w: Tensor, name: str = "w") -> None:
     if w.dim() != 1 or not bool(torch.isfinite(w).all()) or not bool((w != 0).any()):
-        raise ValueError(f"w must be a finite, non-zero vector [d + 1], got shape {list(w.shape)}")
+        raise ValueError(
+            f"{name} must be a finite, non-zero vector [d + 1], got shape {list(w.shape)}"
+        )
 
 
 def _check_like_x(name: str, t: Tensor, x: Tensor, rows: bool = False) -> None:
@@ -305,7 +307,7 @@ def player_losses(
     _check_xy(x, y)
     _check_like_x("w", w, x)
     if attack_w is not None:
-        _check_w(attack_w)
+        _check_w(attack_w, "attack_w")
         _check_like_x("attack_w", attack_w, x)
     attack_w = w if attack_w is None else attack_w
     return _losses_from_margins(y * (x @ w), _margin_shifts(w, attack_w, budgets, l1_mode))
@@ -494,7 +496,7 @@ def solve_sphere(
         (True, 1.0)
     """
     _check_solver(tol, max_iter)
-    _check_w(w_init)
+    _check_w(w_init, "w_init")
     _check_xy(x, y)
     _check_like_x("w_init", w_init, x)
     _check_like_x("shifts", shifts, x, rows=True)
@@ -675,7 +677,7 @@ def train(
     if w0 is None:
         start = _natural(yx, tol, max_iter)
     else:
-        _check_w(w0)
+        _check_w(w0, "w0")
         _check_like_x("w0", w0, x)
         w = w0 / w0.norm()
         start = SphereSolution(w, float(torch.relu(1 - yx @ w).mean()), 0, True, "given", 0.0)
