@@ -1,7 +1,9 @@
 """Checkpoints: atomic writes, clear errors for damaged files, no code execution when loading."""
 
+import errno
 import os
 import pickle
+import stat
 
 import pytest
 import torch
@@ -93,3 +95,147 @@ def test_save_to_a_folder_names_it(tmp_path):
     with pytest.raises(IsADirectoryError, match=r"is a folder; pass a file's path"):
         checkpoint.save(folder, {"a": 1})
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no temporary file beside it
+
+
+# ---------------------------------------------------------------------------------------------
+# Corruption, odd targets, a full disk, files that are not checkpoints
+# ---------------------------------------------------------------------------------------------
+
+PATTERN = bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0)).tolist())
+
+
+def test_a_flipped_byte_inside_a_tensor_is_caught_by_the_digest(tmp_path):
+    path = tmp_path / "c.pt"
+    checkpoint.save(path, {"w": torch.tensor(list(PATTERN), dtype=torch.uint8), "epoch": 1})
+    data = bytearray(path.read_bytes())
+    at = data.find(PATTERN)
+    assert at >= 0 and data.find(PATTERN, at + 1) < 0  # the tensor's bytes, stored once
+    data[at + 2000] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        checkpoint.load(path)
+    message = str(caught.value)
+    assert repr(str(path)) in message and "digest" in message and "does not match" in message
+
+
+def test_a_checkpoint_is_a_torch_file_and_loads_as_saved(tmp_path):
+    path = tmp_path / "c.pt"
+    state = {
+        "w": torch.arange(6.0).view(2, 3),
+        "half": torch.ones(3, dtype=torch.bfloat16),
+        "nested": {"steps": [1, 2], "name": "run", "none": None, "pair": (0.5, True)},
+    }
+    checkpoint.save(path, state)
+    wrapped = torch.load(path, weights_only=True)  # a plain torch file, safe to load
+    assert set(wrapped) == {"multirobust_checkpoint", "sha256", "payload"}
+    assert len(wrapped["sha256"]) == 64
+    got = checkpoint.load(path)
+    assert got.keys() == state.keys() and got["nested"] == state["nested"]
+    for k in ("w", "half"):
+        assert got[k].dtype == state[k].dtype and torch.equal(got[k], state[k])
+
+
+def test_a_checkpoint_without_a_digest_still_loads_with_a_warning(tmp_path):
+    path = tmp_path / "old.pt"
+    torch.save({"w": torch.arange(3.0), "epoch": 4}, path)  # as the previous version wrote them
+    with pytest.warns(UserWarning, match=r"old\.pt' has no digest"):
+        got = checkpoint.load(path)
+    assert got["epoch"] == 4 and torch.equal(got["w"], torch.arange(3.0))
+
+
+def test_saving_through_a_symbolic_link_is_refused(tmp_path):
+    real = tmp_path / "real.pt"
+    checkpoint.save(real, {"epoch": 1})
+    link = tmp_path / "link.pt"
+    link.symlink_to(real)
+    for write in (
+        lambda: checkpoint.save(link, {"epoch": 2}),
+        lambda: checkpoint.write_atomic(link, lambda f: f.write(b"{}")),
+    ):
+        with pytest.raises(ValueError, match=r"link\.pt is a symbolic link to .*real\.pt"):
+            write()
+    assert link.is_symlink() and checkpoint.load(link)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.pt", "real.pt"]
+
+
+def test_saving_over_something_that_is_not_a_regular_file_is_refused(tmp_path):
+    pipe = tmp_path / "pipe.pt"
+    os.mkfifo(pipe)
+    for write in (
+        lambda: checkpoint.save(pipe, {"epoch": 2}),
+        lambda: checkpoint.write_atomic(pipe, lambda f: f.write(b"{}")),
+    ):
+        with pytest.raises(ValueError, match=r"pipe\.pt is not a regular file \(a FIFO\)"):
+            write()
+    assert stat.S_ISFIFO(pipe.lstat().st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["pipe.pt"]
+    with pytest.raises(checkpoint.CheckpointError, match=r"pipe\.pt' is not a regular file"):
+        checkpoint.load(pipe)  # opening a FIFO would wait for a writer
+
+
+class FullDisk:
+    """A file on a disk that fills up after ``room`` bytes: writes beyond raise ENOSPC."""
+
+    def __init__(self, f, room):
+        self.f, self.room = f, room
+
+    def write(self, data):
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+@pytest.mark.parametrize("room", [0, 1000], ids=["OSError", "torch-unexpected-pos"])
+def test_a_full_disk_is_named_and_the_previous_checkpoint_kept(tmp_path, monkeypatch, room):
+    """With room for a few records, torch's writer reports '[enforce fail at inline_container.cc]
+    unexpected pos' (the ENOSPC only as its context); with none, the OSError itself."""
+    path = tmp_path / "c.pt"
+    checkpoint.save(path, {"epoch": 1})
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode, 0), room))
+    with pytest.raises(OSError) as caught:
+        checkpoint.save(path, {"epoch": 2, "w": torch.zeros(10_000)})
+    monkeypatch.undo()
+    message = str(caught.value)
+    assert caught.value.errno == errno.ENOSPC and "unexpected pos" not in message
+    assert "disk" in message and "is full" in message and repr(str(tmp_path)) in message
+    assert checkpoint.load(path)["epoch"] == 1
+    assert os.listdir(tmp_path) == ["c.pt"]  # the temporary file was removed
+
+
+UNSAFE_HINTS = ("weights_only", "safe_globals", "trust", "False")
+
+
+def test_random_bytes_are_not_a_checkpoint(tmp_path):
+    path = tmp_path / "noise.pt"
+    path.write_bytes(bytes(torch.randint(0, 256, (1000,)).tolist()))
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        checkpoint.load(path)
+    message = str(caught.value)
+    assert message.startswith(f"{str(path)!r} is not a checkpoint")
+    assert not any(hint in message for hint in UNSAFE_HINTS), message
+
+
+def test_refusals_never_suggest_unsafe_loading(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"model": Payload()}, tmp_path / "evil.pt")
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps(Payload()))
+    checkpoint.save(tmp_path / "c.pt", {"w": torch.zeros(1000)})
+    data = (tmp_path / "c.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    for name in ("evil.pt", "evil.pkl", "cut.pt"):
+        with pytest.raises(checkpoint.CheckpointError) as caught:
+            checkpoint.load(tmp_path / name)
+        message = str(caught.value)
+        assert name in message and not any(h in message for h in UNSAFE_HINTS), message
+    assert not (tmp_path / "pwned").exists()

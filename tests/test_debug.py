@@ -117,3 +117,43 @@ def test_the_environment_variable_turns_it_on(monkeypatch) -> None:
 def test_bad_tolerances() -> None:
     with pytest.raises(ValueError, match="rtol and atol must be >= 0"), mr.check_feasibility(-1):
         pass
+
+
+@dataclasses.dataclass(frozen=True)
+class NanStep(mr.Linf):
+    """An l_inf player whose step is NaN (say, a division by a zero gradient norm): without the
+    check, every loss is NaN, no step beats the clean input, and training runs on clean inputs."""
+
+    name: str = "nanstep"
+
+    def ascend(self, x, delta, grad, alpha, noise=None):
+        return torch.full_like(delta, float("nan"))
+
+
+@pytest.mark.parametrize("path", list(attacks()))
+def test_a_non_finite_step_is_caught_by_name(path: str) -> None:
+    attack = attacks()[path]
+    players = (NanStep(eps=0.05, alpha=0.02, steps=3), *FINE)
+    with mr.check_feasibility(), pytest.raises(mr.InfeasiblePerturbation) as caught:
+        attack(players)
+    message = str(caught.value)
+    assert "player 'nanstep' returned a non-finite perturbation (NaN or inf)" in message
+    assert " step 1" in message and message.endswith("check its ascend() and project()")
+
+
+@dataclasses.dataclass(frozen=True)
+class InfStart(mr.Linf):
+    """An l_inf player whose random start is infinite."""
+
+    name: str = "infstart"
+
+    def init(self, x, eps, generator=None):
+        return torch.full_like(x, float("inf"))
+
+
+def test_a_non_finite_random_start_is_caught_by_name() -> None:
+    with mr.check_feasibility(), pytest.raises(mr.InfeasiblePerturbation) as caught:
+        attacks()["pgd"]((InfStart(eps=0.05, alpha=0.02, steps=2),))
+    message = str(caught.value)
+    assert "player 'infstart' returned a non-finite perturbation" in message
+    assert "the random start of restart 1" in message and message.endswith("check its init()")

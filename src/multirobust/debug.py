@@ -5,10 +5,11 @@ does not crash anything: it silently trains and evaluates against a stronger thr
 claims. Inside ``check_feasibility()`` (or with the environment variable ``MULTIROBUST_DEBUG=1``)
 every attack step of ``pgd``, the aggregators, the trainer and ``evaluate``, and every random
 start, checks that ``player.size(delta) <= eps`` per example (up to ``rtol``/``atol``) and that
-the adversarial input ``player.apply(x, delta)`` lies in [0, 1], and raises
-``InfeasiblePerturbation`` naming the player, and its ``project`` (after a step) or ``init``
-(after a random start), otherwise. Each check synchronises with the device: a debugging aid,
-off by default.
+the adversarial input ``player.apply(x, delta)`` lies in [0, 1] and both are finite, and raises
+``InfeasiblePerturbation`` naming the player, the step, and its ``project`` (after a step;
+``ascend`` too for a NaN or infinite step) or ``init`` (after a random start), otherwise. A NaN
+compares false with every bound, so non-finite values are refused by a check of their own. Each
+check synchronises with the device: a debugging aid, off by default.
 """
 
 import contextlib
@@ -71,7 +72,8 @@ def enabled() -> bool:
 def check_step(
     player: Player, x: Tensor, delta: Tensor, eps: Budget, where: str, made_by: str = "project"
 ) -> None:
-    """Raise ``InfeasiblePerturbation`` if ``delta`` leaves ``player``'s ball or the box.
+    """Raise ``InfeasiblePerturbation`` if ``delta`` is not finite or leaves ``player``'s ball or
+    the box.
 
     Does nothing outside debug mode. ``where`` says which step of which attack made ``delta``,
     ``made_by`` which of the player's methods the message points at (``"init"`` for starts).
@@ -85,6 +87,18 @@ def check_step(
         over = size > budget * (1 + tol.rtol) + tol.atol
         adv = player.apply(x, delta).float()
         outside = ((adv < -tol.atol) | (adv > 1 + tol.atol)).flatten(1).any(dim=1)
+        # NaN compares False with everything: without this, a NaN step passes both checks
+        bad = ~torch.isfinite(size) | ~torch.isfinite(adv).flatten(1).all(dim=1)
+        if delta.is_floating_point() and delta.dim() > 0 and delta.shape[0] == size.numel():
+            bad = bad | ~torch.isfinite(delta).flatten(1).all(dim=1)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0])
+            culprit = "ascend() and project()" if made_by == "project" else f"{made_by}()"
+            raise InfeasiblePerturbation(
+                f"player {player.name!r} returned a non-finite perturbation (NaN or inf) at "
+                f"{where}: example {i} ({int(bad.sum())} of {size.numel()} examples non-finite, "
+                f"in the perturbation or the input apply() makes of it); check its {culprit}"
+            )
         if bool(over.any()):
             i = int((size - budget).argmax())
             raise InfeasiblePerturbation(
