@@ -174,14 +174,15 @@ def test_saving_over_something_that_is_not_a_regular_file_is_refused(tmp_path):
 
 
 class FullDisk:
-    """A file on a disk that fills up after ``room`` bytes: writes beyond raise ENOSPC."""
+    """A file on a disk that fills up after ``room`` bytes: writes beyond raise ENOSPC (or
+    another ``code``)."""
 
-    def __init__(self, f, room):
-        self.f, self.room = f, room
+    def __init__(self, f, room, code=errno.ENOSPC):
+        self.f, self.room, self.code = f, room, code
 
     def write(self, data):
         if len(data) > self.room:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise OSError(self.code, os.strerror(self.code))
         self.room -= len(data)
         return self.f.write(data)
 
@@ -211,6 +212,21 @@ def test_a_full_disk_is_named_and_the_previous_checkpoint_kept(tmp_path, monkeyp
     assert "disk" in message and "is full" in message and repr(str(tmp_path)) in message
     assert checkpoint.load(path)["epoch"] == 1
     assert os.listdir(tmp_path) == ["c.pt"]  # the temporary file was removed
+
+
+def test_a_write_error_torch_hides_is_reported(tmp_path, monkeypatch):
+    """Not a full disk: the OSError behind torch's 'unexpected pos', naming the folder."""
+    path = tmp_path / "c.pt"
+    real_fdopen = os.fdopen
+    broken = lambda fd, mode: FullDisk(real_fdopen(fd, mode, 0), 1000, errno.EIO)  # noqa: E731
+    monkeypatch.setattr(os, "fdopen", broken)
+    with pytest.raises(OSError) as caught:
+        checkpoint.save(path, {"w": torch.zeros(10_000)})
+    monkeypatch.undo()
+    message = str(caught.value)
+    assert caught.value.errno == errno.EIO and "unexpected pos" not in message
+    assert repr(str(tmp_path)) in message and "Input/output error" in message
+    assert os.listdir(tmp_path) == []
 
 
 UNSAFE_HINTS = ("weights_only", "safe_globals", "trust", "False")

@@ -110,14 +110,24 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        full = _disk_full(e, recorder)
-        if full is None:
+        cause, torch_short = _write_failure(e, recorder)
+        name = os.path.basename(path)
+        if cause is None and not torch_short:
             raise
-        raise OSError(
-            full,
-            f"the disk holding {folder!r} is full: could not write {os.path.basename(path)!r} "
-            f"there ({os.strerror(full)}). Free some space or write to another disk; the "
-            "temporary file was removed and any previous file at that path is unchanged",
+        code = errno.ENOSPC if cause is None else (cause.errno or errno.EIO)
+        if code in _DISK_FULL:  # torch stopping short with no error of its own: the usual cause
+            raise OSError(
+                code,
+                f"the disk holding {folder!r} is full: could not write {name!r} there "
+                f"({os.strerror(code)}). Free some space or write to another disk; the "
+                "temporary file was removed and any previous file at that path is unchanged",
+            ) from e
+        if not torch_short:
+            raise
+        raise OSError(  # the OSError torch's 'unexpected pos' hides
+            code,
+            f"could not write {name!r} in {folder!r} ({cause}); the temporary file was "
+            "removed and any previous file at that path is unchanged",
         ) from e
 
 
@@ -139,19 +149,19 @@ class _Recorder:
         return getattr(self._f, name)
 
 
-def _disk_full(e: BaseException, recorder: _Recorder | None) -> int | None:
-    """The errno if ``e`` (or an error it came from, or a write) says the disk is full."""
+def _write_failure(e: BaseException, recorder: _Recorder | None) -> tuple[OSError | None, bool]:
+    """The ``OSError`` behind ``e`` (raised by a write, or in ``e``'s chain; one saying the disk
+    is full first), and whether torch's writer reported ``unexpected pos`` (a write stopped
+    short)."""
     seen = [] if recorder is None or recorder.error is None else [recorder.error]
     link: BaseException | None = e
     while link is not None and all(link is not s for s in seen):
         seen.append(link)
         link = link.__cause__ or link.__context__
-    for err in seen:
-        if isinstance(err, OSError) and err.errno in _DISK_FULL:
-            return err.errno
-    if any(isinstance(err, RuntimeError) and "unexpected pos" in str(err) for err in seen):
-        return errno.ENOSPC  # torch's writer stopped short, and no other cause was raised
-    return None
+    errors = [err for err in seen if isinstance(err, OSError)]
+    errors.sort(key=lambda err: err.errno not in _DISK_FULL)
+    short = any(isinstance(err, RuntimeError) and "unexpected pos" in str(err) for err in seen)
+    return (errors[0] if errors else None), short
 
 
 def _check_target(path: str) -> None:
