@@ -13,8 +13,8 @@ import copy
 import torch
 
 import multirobust as mr
-from multirobust.experiment import make_game, paper_settings
 from multirobust.models import PreActResNet18
+from multirobust.paper.experiment import make_game, paper_settings
 
 
 def players():

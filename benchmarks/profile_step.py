@@ -23,7 +23,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import multirobust as mr
-from multirobust.experiment import ADAPTIVE, METHODS
+from multirobust.paper.experiment import ADAPTIVE, METHODS
 from step_time import VARIANTS, check_flags, lagged_game, workload
 
 

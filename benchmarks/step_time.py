@@ -33,8 +33,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import multirobust as mr
 from baseline import baseline_step
-from multirobust.experiment import ADAPTIVE, METHODS, make_game, paper_settings, save_json
 from multirobust.models import DigitsCNN, PreActResNet18
+from multirobust.paper.experiment import ADAPTIVE, METHODS, make_game, paper_settings, save_json
 
 DIGITS_PLAYERS = (
     mr.linf(eps=0.1, alpha=0.025, steps=10),

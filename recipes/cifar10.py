@@ -1,4 +1,4 @@
-"""The paper's cifar10 experiment (settings: multirobust.experiment.paper_settings). See `--help`.
+"""The paper's cifar10 experiment (its settings: multirobust.paper.experiment.paper_settings).
 
 python recipes/cifar10.py --method msd --adaptive l2
 torchrun --nproc_per_node=2 recipes/cifar10.py --method max --adaptive l1

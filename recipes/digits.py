@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 
 import multirobust as mr
 from multirobust.data import digits
-from multirobust.experiment import (
+from multirobust.models import DigitsCNN
+from multirobust.paper.experiment import (
     ADAPTIVE,
     METHODS,
     changed_settings,
@@ -28,7 +29,6 @@ from multirobust.experiment import (
     plot_history,
     save_json,
 )
-from multirobust.models import DigitsCNN
 
 # Budgets for 8x8 images in [0, 1] (64 coordinates): l_inf 0.1 is 1.6 of the 16 grey levels.
 PLAYERS = (

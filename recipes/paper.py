@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
 
 import multirobust as mr
-from multirobust import experiment as ex
 from multirobust.data import fake_dataset, torchvision_dataset
+from multirobust.paper import experiment as ex
 
 
 def parse_args(dataset: str, argv: list[str] | None) -> argparse.Namespace:

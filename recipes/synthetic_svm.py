@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.ticker import MaxNLocator
 
-import multirobust.svm as svm
+from multirobust.paper import svm
 
 EXPECTED_DOMINANT = {"all-2mu": "linf", "l1-4mu": "l1", "l2-4mu": "l2"}  # paper, App. C.1
 FIGURE = {"all-2mu": "Fig. 3", "l1-4mu": "Fig. 4", "l2-4mu": "Fig. 5"}

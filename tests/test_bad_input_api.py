@@ -21,9 +21,10 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 import multirobust as mr
-from multirobust import _checks, checkpoint, diagnostics, experiment, svm
+from multirobust import _checks, checkpoint, diagnostics
 from multirobust import data as mrdata
 from multirobust.evaluation import Curve, Report, combine, l1_eval, plot_curves, union_accuracy
+from multirobust.paper import experiment, svm
 from typechecking import untyped
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ from torch.utils.data import DataLoader, Subset
 
 import multirobust as mr
 from multirobust.data import digits
-from multirobust.experiment import make_game
 from multirobust.models import DigitsCNN
+from multirobust.paper.experiment import make_game
 
 PLAYERS = (
     mr.linf(eps=0.1, alpha=0.04, steps=3),

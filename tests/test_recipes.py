@@ -180,7 +180,7 @@ def test_digits_recipe_cut_short_keeps_the_finished_models(tmp_path, monkeypatch
 def test_plot_history_draws_every_panel_without_warnings(track, tmp_path):
     pytest.importorskip("matplotlib")
     import multirobust as mr
-    from multirobust.experiment import make_game, plot_history
+    from multirobust.paper.experiment import make_game, plot_history
 
     players = (mr.linf(eps=0.1, alpha=0.05, steps=2), mr.l2(eps=0.5, alpha=0.25, steps=2))
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
@@ -196,7 +196,7 @@ def test_plot_history_draws_every_panel_without_warnings(track, tmp_path):
 
 @pytest.mark.parametrize("epochs", [10, 50, 60])
 def test_paper_schedule_spans_the_epochs_asked_for(epochs):
-    from multirobust import experiment as ex
+    from multirobust.paper import experiment as ex
 
     settings = ex.paper_settings("cifar10")
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
@@ -287,7 +287,7 @@ def test_torchrun_two_ranks_end_with_identical_weights(tmp_path):
 
 CLOSE_THEN_WORK_ALONE = """
 import time, weakref, torch
-import multirobust.experiment as ex
+import multirobust.paper.experiment as ex
 dist = ex.init_distributed("cpu")
 model = torch.nn.parallel.DistributedDataParallel(torch.nn.Conv2d(1, 4, 3))
 model(torch.randn(8, 1, 28, 28)).square().mean().backward()

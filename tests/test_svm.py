@@ -13,7 +13,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-import multirobust.svm as svm
+from multirobust.paper import svm
+from multirobust.paper.svm import solver
 
 DT = torch.float64
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,7 +196,7 @@ def test_subgradient_matches_autograd():
     gamma = torch.tensor([0.5, 0.2, 0.3], dtype=DT)
     w = unit(torch.randn(7, generator=gen(9), dtype=DT)).requires_grad_(True)
     objective(x, y, shifts, gamma, w).backward()
-    value, grad, _ = svm._value_and_grad(x * y[:, None], shifts, gamma, w.detach())
+    value, grad, _ = solver._value_and_grad(x * y[:, None], shifts, gamma, w.detach())
     assert value == pytest.approx(float(objective(x, y, shifts, gamma, w.detach())), rel=1e-12)
     assert torch.allclose(grad, w.grad, rtol=1e-10, atol=1e-12)
 
@@ -378,8 +379,24 @@ def test_recipe_smoke_run_writes_its_files(tmp_path):
 
 def test_recipe_imports_only_the_public_svm_module():
     source = (ROOT / "recipes" / "synthetic_svm.py").read_text()
-    assert "import multirobust.svm as svm" in source
-    assert "svm._" not in source and "from multirobust" not in source
+    imports = re.findall(r"^(?:from|import) multirobust\S*(?: import .*)?$", source, flags=re.M)
+    assert imports[0] == "from multirobust.paper import svm"
+    assert "svm._" not in source and all("svm" not in i for i in imports[1:])
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("multirobust.svm", "multirobust.paper.svm"),
+        ("multirobust.experiment", "multirobust.paper.experiment"),
+    ],
+)
+def test_old_module_names_say_where_the_modules_went(old, new):
+    proc = subprocess.run(
+        [sys.executable, "-c", f"import {old}"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1
+    assert f"ImportError: {old} moved to {new}" in proc.stderr, proc.stderr[-2000:]
 
 
 @pytest.mark.slow
