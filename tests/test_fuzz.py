@@ -37,6 +37,11 @@ PLAYER_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 SEEDS = st.integers(0, 2**32 - 1)
 
 
+def measured(norms: torch.Tensor) -> mr.Measurements:
+    """Measurements with these gradient norms (and zero losses)."""
+    return mr.Measurements(torch.zeros_like(norms), norms)
+
+
 def examples(n: int) -> int:
     """``n`` examples under the default profile (40 examples), scaled with the loaded profile."""
     return max(1, n * settings().max_examples // 40)
@@ -212,7 +217,7 @@ def test_player_operations_compose(case: dict) -> None:
     for _ in range(2):  # from zero: ascend, then project, twice
         grad = torch.randn(shape, generator=g).to(dtype)
         grad = grad * (torch.rand(shape, generator=g) >= case["zero_grad"])
-        stepped = player.ascend(x, delta, grad, alpha, g)
+        stepped = player.ascend(x, delta, grad, alpha, player.draw(x, g))
         assert stepped.shape == shape and stepped.dtype == dtype
         assert bool(torch.isfinite(stepped).all())
         delta = player.project(x, stepped, eps)
@@ -575,13 +580,13 @@ def test_unclamped_adaptive_budgets_stay_finite_and_positive(norms: list[float],
         mr.l1(eps=2.0, alpha=0.5, steps=1, k_min=2, k_max=2),
     )
     game = mr.adaptive(mr.max_(*players), clamp=None)
-    state = game.update(game.init(), torch.tensor(norms))
+    state = game.update(game.init(), measured(torch.tensor(norms)))
     # Each player's step from delta = 0 with a zero input gradient (a saturated or dead model),
     # projected at the new budget, as in the attacks at those budgets.
     x = random_x((3, 1, 2, 2), torch.float32, seed, 0.3)
     zero = torch.zeros_like(x)
     for i, p in enumerate(players):
-        stepped = p.ascend(x, zero, zero, state.alpha[i], generator(seed))
+        stepped = p.ascend(x, zero, zero, state.alpha[i], p.draw(x, generator(seed)))
         delta = p.project(x, stepped, state.eps[i])
         assert bool(torch.isfinite(delta).all()), (p.name, state.eps)
     assert bool(torch.isfinite(state.eps).all() and (state.eps > 0).all()), state.eps

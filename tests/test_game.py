@@ -19,6 +19,11 @@ L2 = mr.l2(eps=0.5, alpha=0.2, steps=4)
 L1 = mr.l1(eps=2.0, alpha=0.5, steps=4, k_min=2, k_max=6)
 
 
+def measured(norms: torch.Tensor) -> mr.Measurements:
+    """Measurements with these gradient norms (and zero losses)."""
+    return mr.Measurements(torch.zeros_like(norms), norms)
+
+
 def small_cnn(batchnorm: bool = False) -> nn.Module:
     torch.manual_seed(0)
     layers: list[nn.Module] = [nn.Conv2d(1, 4, 3, padding=1)]
@@ -161,7 +166,7 @@ norms3 = st.lists(st.floats(1e-3, 1e3, allow_nan=False), min_size=3, max_size=3,
 @given(norms3)
 def test_adaptive_rule_properties(norms):
     game = mr.adaptive(mr.msd(LINF, L2, L1))
-    state = game.update(game.init(), norms)
+    state = game.update(game.init(), measured(norms))
     eps0, _ = game.aggregator.base_budgets()
     ratio = state.eps / eps0
     order = norms.argsort()
@@ -176,28 +181,28 @@ def test_adaptive_rule_properties(norms):
 def test_equal_norms_leave_budgets_at_base(value, k):
     players = [mr.linf(name=f"p{i}") for i in range(k)]
     game = mr.adaptive(mr.max_(*players), clamp=None)
-    state = game.update(game.init(), torch.full((k,), value))
+    state = game.update(game.init(), measured(torch.full((k,), value)))
     torch.testing.assert_close(state.eps, game.aggregator.base_budgets()[0])
 
 
 @given(norms3)
 def test_budgets_are_relative_to_base_never_compounding(norms):
     game = mr.adaptive(mr.avg(LINF, L2, L1), clamp=(0.25, 4.0))
-    once = game.update(game.init(), norms)
-    twice = game.update(once, norms)
+    once = game.update(game.init(), measured(norms))
+    twice = game.update(once, measured(norms))
     torch.testing.assert_close(once.eps, twice.eps)
 
 
 def test_fixed_step_sizes_option():
     game = mr.adaptive(mr.avg(LINF, L2, L1), scale_steps=False)
-    state = game.update(game.init(), torch.tensor([1.0, 2.0, 3.0]))
+    state = game.update(game.init(), measured(torch.tensor([1.0, 2.0, 3.0])))
     torch.testing.assert_close(state.alpha, game.aggregator.base_budgets()[1])
 
 
 @pytest.mark.parametrize("norms", [[0.0, 0.0, 1.0], [1.0, float("nan"), 2.0], [1, float("inf"), 2]])
 def test_degenerate_norms_keep_base_budgets_and_are_counted(norms):
     game = mr.adaptive(mr.msd(LINF, L2, L1))
-    state = game.update(game.init(), torch.tensor(norms, dtype=torch.float32))
+    state = game.update(game.init(), measured(torch.tensor(norms, dtype=torch.float32)))
     torch.testing.assert_close(state.eps, game.aggregator.base_budgets()[0])
     assert state.fallbacks == 1
 
@@ -205,7 +210,7 @@ def test_degenerate_norms_keep_base_budgets_and_are_counted(norms):
 def test_fixed_policy_never_changes():
     game = mr.fixed(mr.max_(LINF, L2))
     state = game.init()
-    assert game.update(state, torch.tensor([1.0, 100.0])) is state
+    assert game.update(state, measured(torch.tensor([1.0, 100.0]))) is state
     assert isinstance(state, BudgetState)
 
 

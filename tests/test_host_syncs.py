@@ -29,6 +29,11 @@ READS = frozenset(
 )
 
 
+def measured(norms: torch.Tensor) -> mr.Measurements:
+    """Measurements with these gradient norms (and zero losses)."""
+    return mr.Measurements(torch.zeros_like(norms), norms)
+
+
 class HostSyncs(TorchFunctionMode):
     """Counts, by name, the calls that make a GPU wait for the host."""
 
@@ -146,7 +151,7 @@ def test_the_adaptive_update_syncs_once() -> None:
     policy = mr.adaptive(aggregator("msd", 2))
     state = policy.init()
     with HostSyncs() as syncs:
-        policy.update(state, torch.tensor([1.0, 2.0, 8.0]))
+        policy.update(state, measured(torch.tensor([1.0, 2.0, 8.0])))
     assert syncs.calls == {"tolist": 1}
 
 

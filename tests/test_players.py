@@ -15,7 +15,6 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import multirobust as mr
-from multirobust.players import step_randomness
 
 KINDS = ("linf", "l2", "l1", "l1-ball-box")
 DTYPES = (torch.float32, torch.float64)
@@ -127,7 +126,7 @@ def test_projected_steps_are_feasible(case: dict) -> None:
         delta = start
         for _ in range(3):
             grad = torch.randn(x.shape, generator=g, dtype=x.dtype)
-            delta = player.project(x, player.ascend(x, delta, grad, alpha, g), eps)
+            delta = player.project(x, player.ascend(x, delta, grad, alpha, player.draw(x, g)), eps)
             assert_feasible(player, x, delta, eps)
 
 
@@ -179,7 +178,7 @@ def interior_cases(draw: st.DrawFn) -> dict:
 def unit_step(player: mr.Player, case: dict) -> torch.Tensor:
     """``(ascend(x, 0, g, alpha) - 0) / alpha``, flattened per example."""
     x, grad, alpha = case["x"], case["grad"], case["alpha"]
-    step = player.ascend(x, torch.zeros_like(x), grad, alpha, generator(0))
+    step = player.ascend(x, torch.zeros_like(x), grad, alpha, player.draw(x, generator(0)))
     a = torch.as_tensor(alpha, dtype=x.dtype).expand(x.shape[0])
     return step.flatten(1) / a[:, None]
 
@@ -269,7 +268,7 @@ def test_l1_never_moves_blocked_coordinates(projection: str, case: dict) -> None
     player = mr.l1(k_min=k, k_max=k, alpha=alpha, projection=projection)
     gap = alpha / k
     zero = torch.zeros_like(x)
-    step = player.ascend(x, zero, grad, alpha, generator(0))
+    step = player.ascend(x, zero, grad, alpha, player.draw(x, generator(0)))
     # At the very edge: x = 0 with a negative gradient, x = 1 with a positive one.
     at_edge = ((x == 0) & (grad < 0)) | ((x == 1) & (grad > 0))
     # Within the gap (with a margin, so rounding cannot decide the case).
@@ -325,7 +324,9 @@ def test_player_is_a_frozen_value(player: mr.Player) -> None:
 
 def test_player_equality_across_defaults() -> None:
     assert mr.linf(eps=0.03) == mr.linf
-    assert mr.l2(eps=0.5, alpha=0.05) == mr.l2
+    assert mr.l2(eps=0.5, rel_alpha=0.1) == mr.l2
+    assert mr.l2(eps=0.5, alpha=0.05) != mr.l2  # same step, but it stays put when eps changes
+    assert mr.l2(eps=0.5, alpha=0.05).alpha == mr.l2.alpha
     assert mr.l1(k_min=5, k_max=20) == mr.l1
     assert mr.linf != mr.l2
     assert mr.l1 != mr.l1(projection="ball-box")
@@ -338,7 +339,9 @@ def test_calling_a_player_returns_a_changed_copy(player: mr.Player) -> None:
     changed = player(eps=player.eps * 2, steps=7, restarts=3)
     assert changed is not player
     assert (changed.eps, changed.steps, changed.restarts) == (player.eps * 2, 7, 3)
-    assert changed.alpha == player.alpha and changed.name == player.name
+    # a relative step size follows the budget, an absolute one stays
+    scale = 2 if player.rel_alpha is not None else 1  # type: ignore[attr-defined]
+    assert changed.alpha == pytest.approx(player.alpha * scale) and changed.name == player.name
     assert dataclasses.asdict(player) == before  # type: ignore[call-overload]
     with pytest.raises(TypeError):
         player(no_such_setting=1)
@@ -352,15 +355,35 @@ def test_module_level_defaults_are_the_papers() -> None:
     assert {p.name for p in (mr.linf, mr.l2, mr.l1)} == {"linf", "l2", "l1"}
 
 
-def test_l1_draws_its_k_before_the_step_unless_a_subclass_chooses_k_itself():
+def test_l1_draws_its_k_before_the_step_and_l1_eval_takes_it_from_delta():
     x, g = torch.rand(2, 1, 4, 4), torch.Generator().manual_seed(0)
-    k = step_randomness(mr.l1(alpha=0.5, k_min=2, k_max=4), x, g)
+    k = mr.l1(alpha=0.5, k_min=2, k_max=4).draw(x, g)
     assert k.dim() == 0 and 2 <= int(k) <= 4
+    assert mr.l1_eval.draw(x, g) is None  # its k comes from delta
+    assert mr.linf.draw(x, g) is None and mr.l2.draw(x, g) is None
 
-    @dataclasses.dataclass(frozen=True)
-    class OwnK(mr.L1):
-        def step_k(self, delta, generator):
-            return torch.randint(2, 4, (), generator=generator)
 
-    assert OwnK().draw is None and step_randomness(OwnK(), x, g) is g
-    assert step_randomness(mr.l1_eval, x, g) is g  # its k comes from delta
+def test_step_sizes_follow_the_budget_unless_given():
+    assert mr.linf.alpha == 0.003 and mr.l2.alpha == 0.05 and mr.l1.alpha == 1.0  # the paper's
+    assert mr.linf(eps=0.1).alpha == pytest.approx(0.01)
+    assert mr.l2(eps=2.0).alpha == pytest.approx(0.2)
+    assert mr.l1(eps=6.0).alpha == pytest.approx(0.5)
+    fixed_step = mr.linf(alpha=0.02)
+    assert fixed_step.rel_alpha is None and fixed_step(eps=0.3).alpha == 0.02  # absolute stays
+    assert mr.linf(eps=0.1, rel_alpha=0.25).alpha == pytest.approx(0.025)
+    assert fixed_step(rel_alpha=0.5).alpha == pytest.approx(0.015)  # relative again
+    with pytest.raises(ValueError, match="not both"):
+        mr.linf(alpha=0.01, rel_alpha=0.1)
+
+
+def test_l2_step_is_scale_invariant():
+    """A gradient scaled by 1e-30 (its float32 squares underflow) still gives a step of
+    length alpha along it; so does one scaled by 1e30."""
+    x = torch.full((3, 1, 4, 4), 0.5)
+    g = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    p = mr.l2(eps=1.0, alpha=0.1)
+    reference = p.ascend(x, torch.zeros_like(x), g, 0.1, None)
+    for scale in (1e-30, 1e-40, 1e30):
+        step = p.ascend(x, torch.zeros_like(x), g * scale, 0.1, None)
+        torch.testing.assert_close(step, reference, rtol=1e-4, atol=1e-6)
+    assert bool((p.ascend(x, torch.zeros_like(x), torch.zeros_like(g), 0.1, None) == 0).all())

@@ -99,15 +99,21 @@ def test_lagged_budgets_apply_on_the_next_batch():
 
 
 def spy_on_each_player(agg, monkeypatch) -> list[tuple]:
-    """Record ``(eps, alpha, steps)`` of every ``each_player`` call of ``agg``'s class."""
+    """Record ``(eps, alpha, steps)`` of every per-player attack (``attack_each``), whether the
+    aggregator (MAX, AVG) or the measurement of the players (``measure_players``) runs it."""
+    import multirobust.aggregators
+    import multirobust.measure
+
     seen = []
-    each_player = type(agg).each_player
+    attack_each = multirobust.aggregators.attack_each
 
-    def spy(self, model, x, y, eps, alpha, generator, steps=None, compiled=False):
+    def spy(model, players, x, y, eps, alpha, generator, *, steps=None, **kwargs):
+        assert players == agg.players
         seen.append((eps.tolist(), alpha.tolist(), steps))
-        return each_player(self, model, x, y, eps, alpha, generator, steps, compiled)
+        return attack_each(model, players, x, y, eps, alpha, generator, steps=steps, **kwargs)
 
-    monkeypatch.setattr(type(agg), "each_player", spy)
+    monkeypatch.setattr(multirobust.aggregators, "attack_each", spy)
+    monkeypatch.setattr(multirobust.measure, "attack_each", spy)
     return seen
 
 

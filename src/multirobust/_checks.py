@@ -34,12 +34,19 @@ def integer_at_least(name: str, value: object, low: int) -> int:
     return value
 
 
-def seed(name: str, value: object) -> int | None:
-    """Return ``value`` if it is ``None`` or an int (a seed), else raise naming ``name``."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+def seed(name: str, value: object, allow_none: bool = True) -> int | None:
+    """Return ``value`` if it is an int torch can seed with (or ``None`` when allowed), else
+    raise naming ``name``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        accepted = "an int or None" if allow_none else "an int"
         raise TypeError(
-            f"{name} must be an int or None, got {type(value).__name__} {value!r}; "
-            f"pass e.g. {name}=0"
+            f"{name} must be {accepted}, got {type(value).__name__} {value!r}; pass e.g. {name}=0"
+        )
+    if not -(2**63) <= value < 2**64:
+        raise ValueError(
+            f"{name} must be in [-2**63, 2**64) (a 64-bit seed), got {value}; pass e.g. {name}=0"
         )
     return value
 

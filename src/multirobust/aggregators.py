@@ -1,14 +1,15 @@
 """Aggregators: how the players bargain over one batch — the paper's MAX, AVG and MSD.
 
-An aggregator turns a clean batch into the adversarial batch the model trains on, given one budget
-and one step size per player (tensors ``[K]``, so budget policies can change them without
-recompiling). The training loss is the mean cross-entropy on that batch; ``gamma`` reports how
-much each player weighed in it.
+An ``Aggregator`` turns a clean batch into the batch the model trains on, given one budget and one
+step size per player (tensors ``[K]``, so budget policies can change them without recompiling), and
+computes the training loss on it. The built-ins take an ``objective`` (cross-entropy by default;
+``mr.trades(beta)`` for TRADES): the loss their attacks climb and the model minimises. ``gamma``
+reports how much each player weighed in the batch.
 """
 
 import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -16,8 +17,10 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from multirobust import debug
-from multirobust.attacks import Compile, frozen_model, input_gradient, iteration, origin, run_pgd
-from multirobust.players import Player, check_players, step_randomness
+from multirobust._compile import Compile, iteration, training_mode
+from multirobust.attacks import frozen_model, input_gradient, run_pgd
+from multirobust.objectives import Objective, cross_entropy, start
+from multirobust.players import AdditivePlayer, Player, check_players
 
 
 class Perturbed(NamedTuple):
@@ -26,11 +29,12 @@ class Perturbed(NamedTuple):
     Attributes:
         x: the adversarial inputs to train on (``[b, ...]``, or ``[K*b, ...]`` for AVG).
         y: their labels.
-        gamma: each player's weight in the loss, ``[K]``.
+        gamma: each player's weight in the batch, ``[K]``.
         per_player: each player's own adversarial batch ``[K, b, ...]`` when the aggregator made
-            them (MAX, AVG), else ``None`` (MSD): the lagged AdaptiveBudget reuses them.
-        player_loss: each player's mean cross-entropy at its own adversarial batch (eval mode),
+            them (MAX, AVG), else ``None`` (MSD): a lagged budget policy reuses them.
+        player_loss: each player's mean attack loss at its own adversarial batch (eval mode),
             ``[K]``, when available.
+        clean: the clean batch ``[b, ...]`` (objectives such as TRADES' train on it too).
     """
 
     x: Tensor
@@ -38,43 +42,172 @@ class Perturbed(NamedTuple):
     gamma: Float[Tensor, " k"]
     per_player: Tensor | None
     player_loss: Float[Tensor, " k"] | None
+    clean: Tensor | None = None
 
 
 Model = Callable[[Tensor], Tensor]
 
-_WITHOUT_GRAPHS: dict[object, str] = {
-    True: "default",
-    "reduce-overhead": "default",
-    "max-autotune": "max-autotune-no-cudagraphs",
-}
-"""The compile mode of the training step for each mode of the attacks: never CUDA graphs."""
+
+@runtime_checkable
+class Aggregator(Protocol):
+    """How the players bargain over one batch: what a budget policy wraps and a Trainer plays.
+
+    Implement these three members to define a new aggregator (``docs/guide/new-aggregator.md``).
+    ``perturb`` runs with the model already frozen (eval mode) and without autograd when the
+    Trainer calls it; it must not change the model. ``loss`` runs in train mode.
+
+    Attributes:
+        players: the threat models, in order; budgets and step sizes come in this order.
+    """
+
+    players: tuple[Player, ...]
+
+    def perturb(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        eps: Float[Tensor, " k"] | None = None,
+        alpha: Float[Tensor, " k"] | None = None,
+        generator: torch.Generator | None = None,
+        compiled: Compile = False,
+    ) -> Perturbed:
+        """The batch to train on, from a checked clean batch and one budget per player."""
+        ...
+
+    def loss(self, model: Model, batch: Perturbed, compiled: Compile = False) -> Tensor:
+        """The scalar the optimiser minimises on ``batch``."""
+        ...
+
+
+AGGREGATOR_MEMBERS = ("players", "perturb", "loss")
+"""Every member of ``Aggregator``."""
+
+
+def check_aggregator(aggregator: object, role: str = "aggregator") -> None:
+    """Refuse what does not implement ``Aggregator``, naming the members it lacks.
+
+    Examples:
+        >>> try:
+        ...     check_aggregator(object())
+        ... except TypeError as e:
+        ...     print(str(e).split("; ")[1])
+        object lacks players, perturb, loss
+    """
+    if isinstance(aggregator, type):
+        raise TypeError(
+            f"{role} must be an aggregator instance, got the class {aggregator.__name__}; build "
+            "one with mr.max_(...), mr.avg(...) or mr.msd(...)"
+        )
+    lacking = [m for m in AGGREGATOR_MEMBERS if not hasattr(aggregator, m)]
+    if lacking:
+        raise TypeError(
+            f"{role} must implement mr.Aggregator (e.g. mr.max_, mr.avg, mr.msd); "
+            f"{type(aggregator).__name__} lacks {', '.join(lacking)}"
+        )
+    check_players(aggregator.players)  # type: ignore[attr-defined]
+
+
+def player_names(players: tuple[Player, ...]) -> tuple[str, ...]:
+    """The players' names, in order."""
+    return tuple(p.name for p in players)
+
+
+def base_budgets(
+    players: tuple[Player, ...], device: torch.device | None = None
+) -> tuple[Tensor, Tensor]:
+    """The players' own budgets and step sizes as float32 tensors ``[K]``.
+
+    Copied to a CUDA device without blocking: a blocking copy would wait for all the work
+    queued before it (a host synchronisation in the middle of a training step).
+
+    Examples:
+        >>> import multirobust as mr
+        >>> base_budgets((mr.linf, mr.l2))[0].tolist()
+        [0.029999999329447746, 0.5]
+    """
+    cuda = device is not None and torch.device(device).type == "cuda"
+    eps = torch.tensor([float(p.eps) for p in players], dtype=torch.float32)
+    alpha = torch.tensor([float(p.alpha) for p in players], dtype=torch.float32)
+    return eps.to(device, non_blocking=cuda), alpha.to(device, non_blocking=cuda)
+
+
+def attack_each(
+    model: Model,
+    players: tuple[Player, ...],
+    x: Tensor,
+    y: Tensor,
+    eps: Tensor,
+    alpha: Tensor,
+    generator: torch.Generator | None,
+    *,
+    steps: int | None = None,
+    compiled: Compile = False,
+    objective: Objective = cross_entropy,
+    reference: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Every player's own PGD (its restarts; its steps unless ``steps`` is given), the model
+    already frozen by the caller: ``([K, b, ...] adversarial inputs, [K, b] attack losses)``.
+
+    Examples:
+        >>> import torch, multirobust as mr
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+        >>> players = (mr.linf(eps=0.1, steps=2), mr.l2(eps=0.5, steps=2))
+        >>> eps, alpha = base_budgets(players)
+        >>> x, y = torch.rand(5, 1, 2, 2), torch.randint(0, 3, (5,))
+        >>> inputs, losses = attack_each(net, players, x, y, eps, alpha, None)
+        >>> inputs.shape, losses.shape
+        (torch.Size([2, 5, 1, 2, 2]), torch.Size([2, 5]))
+    """
+    ref = objective.reference(model, x, y) if reference is None else reference
+    inputs, losses = [], []
+    for i, p in enumerate(players):
+        r = run_pgd(
+            model,
+            p,
+            x,
+            y,
+            eps=eps[i],
+            alpha=alpha[i],
+            steps=p.steps if steps is None else steps,
+            restarts=p.restarts,
+            generator=generator,
+            compiled=compiled,
+            objective=objective,
+            reference=ref,
+        )
+        inputs.append(p.apply(x, r.delta))
+        losses.append(r.loss)
+    return torch.stack(inputs), torch.stack(losses)
 
 
 @dataclasses.dataclass(frozen=True)
-class _Aggregator:
+class _Builtin:
+    """What MAX, AVG and MSD share: checked players, an objective, budget checks, the loss."""
+
     players: tuple[Player, ...]
+    objective: Objective = cross_entropy
 
     def __post_init__(self) -> None:
         players = self.players
         if len(players) == 1 and isinstance(players[0], list | tuple):
             players = tuple(players[0])
         object.__setattr__(self, "players", check_players(players))
+        if not isinstance(self.objective, Objective):
+            raise TypeError(
+                "objective must implement mr.Objective (jitter, reference, attack_loss, "
+                f"training_loss), e.g. mr.cross_entropy or mr.trades(beta=6), got "
+                f"{type(self.objective).__name__}"
+            )
 
     @property
     def names(self) -> tuple[str, ...]:
         """The players' names, in order."""
-        return tuple(p.name for p in self.players)
+        return player_names(self.players)
 
     def base_budgets(self, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
-        """The players' own budgets and step sizes as float32 tensors ``[K]``.
-
-        Copied to a CUDA device without blocking: a blocking copy would wait for all the work
-        queued before it (a host synchronisation in the middle of a training step).
-        """
-        cuda = device is not None and torch.device(device).type == "cuda"
-        eps = torch.tensor([float(p.eps) for p in self.players], dtype=torch.float32)
-        alpha = torch.tensor([float(p.alpha) for p in self.players], dtype=torch.float32)
-        return eps.to(device, non_blocking=cuda), alpha.to(device, non_blocking=cuda)
+        """The players' own budgets and step sizes, ``[K]`` each (see ``base_budgets``)."""
+        return base_budgets(self.players, device)
 
     def perturb(
         self,
@@ -111,16 +244,16 @@ class _Aggregator:
             alpha = base_alpha if alpha is None else alpha
         eps, alpha = eps.to(x.device), alpha.to(x.device)
         with frozen_model(model), torch.no_grad():
-            return self._perturb(model, x, y, eps, alpha, generator, compiled)
+            reference = self.objective.reference(model, x, y)
+            return self._perturb(model, x, y, reference, eps, alpha, generator, compiled)
 
     def loss(self, model: Model, batch: Perturbed, compiled: Compile = False) -> Tensor:
-        """The training loss: mean cross-entropy of ``model`` on the adversarial batch.
+        """The objective's training loss on ``batch`` (mean cross-entropy by default).
 
         ``compiled`` runs the forward (and so its backward) through ``torch.compile``; never as
         CUDA graphs, which the training step's autograd graph does not need.
         """
-        mode = _WITHOUT_GRAPHS.get(compiled, compiled)  # type: ignore[call-overload]
-        return iteration(training_loss, mode)(model, batch.x, batch.y)
+        return iteration(self.objective.training_loss, training_mode(compiled))(model, batch)
 
     def each_player(
         self,
@@ -133,42 +266,61 @@ class _Aggregator:
         steps: int | None = None,
         compiled: Compile = False,
     ) -> tuple[Tensor, Tensor]:
-        """Every player's own PGD (its restarts; its steps unless ``steps`` is given), the model
-        already frozen by the caller: ``([K, b, ...] adversarial inputs, [K, b] losses)``."""
-        inputs, losses = [], []
-        for i, p in enumerate(self.players):
-            r = run_pgd(
-                model,
-                p,
-                x,
-                y,
-                eps=eps[i],
-                alpha=alpha[i],
-                steps=p.steps if steps is None else steps,
-                restarts=p.restarts,
-                generator=generator,
-                compiled=compiled,
-            )
-            inputs.append(p.apply(x, r.delta))
-            losses.append(r.loss)
-        return torch.stack(inputs), torch.stack(losses)
-
-
-@dataclasses.dataclass(frozen=True)
-class _EachPlayer(_Aggregator):
-    """An aggregator that combines the players' own attacks (``each_player``): MAX and AVG."""
+        """``attack_each`` over this aggregator's players, with its objective."""
+        return attack_each(
+            model,
+            self.players,
+            x,
+            y,
+            eps,
+            alpha,
+            generator,
+            steps=steps,
+            compiled=compiled,
+            objective=self.objective,
+        )
 
     def _perturb(
         self,
         model: Model,
         x: Tensor,
         y: Tensor,
+        reference: Tensor,
         eps: Tensor,
         alpha: Tensor,
         generator: torch.Generator | None,
         compiled: Compile,
     ) -> Perturbed:
-        inputs, losses = self.each_player(model, x, y, eps, alpha, generator, compiled=compiled)
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class _EachPlayer(_Builtin):
+    """An aggregator that combines the players' own attacks (``attack_each``): MAX and AVG."""
+
+    def _perturb(
+        self,
+        model: Model,
+        x: Tensor,
+        y: Tensor,
+        reference: Tensor,
+        eps: Tensor,
+        alpha: Tensor,
+        generator: torch.Generator | None,
+        compiled: Compile,
+    ) -> Perturbed:
+        inputs, losses = attack_each(
+            model,
+            self.players,
+            x,
+            y,
+            eps,
+            alpha,
+            generator,
+            compiled=compiled,
+            objective=self.objective,
+            reference=reference,
+        )
         return self._combine(x, y, inputs, losses)
 
     def _combine(self, x: Tensor, y: Tensor, inputs: Tensor, losses: Tensor) -> Perturbed:
@@ -187,7 +339,7 @@ class Max(_EachPlayer):
         win = losses.argmax(dim=0)
         chosen = inputs[win, torch.arange(x.shape[0], device=x.device)]
         gamma = F.one_hot(win, len(self.players)).float().mean(dim=0)  # bincount syncs on CUDA
-        return Perturbed(chosen, y, gamma, inputs, losses.mean(dim=1))
+        return Perturbed(chosen, y, gamma, inputs, losses.mean(dim=1), x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,11 +353,12 @@ class Avg(_EachPlayer):
     def _combine(self, x: Tensor, y: Tensor, inputs: Tensor, losses: Tensor) -> Perturbed:
         k = len(self.players)
         gamma = torch.full((k,), 1.0 / k, device=x.device)
-        return Perturbed(inputs.flatten(0, 1), y.repeat(k), gamma, inputs, losses.mean(dim=1))
+        x_all, y_all = inputs.flatten(0, 1), y.repeat(k)
+        return Perturbed(x_all, y_all, gamma, inputs, losses.mean(dim=1), x)
 
 
 @dataclasses.dataclass(frozen=True)
-class Msd(_Aggregator):
+class Msd(_Builtin):
     """MSD (Maini et al., 2020): one shared perturbation, the steepest player's step per example.
 
     Each of ``steps`` iterations takes one input gradient at the current ``delta``; every player
@@ -231,6 +384,7 @@ class Msd(_Aggregator):
         model: Model,
         x: Tensor,
         y: Tensor,
+        reference: Tensor,
         eps: Tensor,
         alpha: Tensor,
         generator: torch.Generator | None,
@@ -238,17 +392,19 @@ class Msd(_Aggregator):
     ) -> Perturbed:
         b, k = x.shape[0], len(self.players)
         lead = self.players[0]
-        delta = origin(lead, x)
-        if any(getattr(p, "zero", None) is not None for p in self.players):
+        delta = lead.zero(x)
+        if not all(isinstance(p, AdditivePlayer) for p in self.players):
             self._check_shared_state(x, delta)
+        if self.objective.jitter:
+            delta = lead.project(x, start(self.objective, delta, generator), eps[0])
         best = delta
         best_loss = torch.full((b,), -torch.inf, device=x.device)
         best_from = torch.full((b,), -1, dtype=torch.long, device=x.device)
         step = iteration(msd_iteration, compiled)
         checking = debug.enabled()
         for t in range(self.steps):
-            rngs = tuple(step_randomness(p, x, generator) for p in self.players)
-            out = step(model, self.players, x, y, delta, eps, alpha, rngs)
+            noises = tuple(p.draw(x, generator) for p in self.players)
+            out = step(model, self.players, x, reference, delta, eps, alpha, noises, self.objective)
             delta, win_loss, win, loss_now = out
             if checking:  # each example's delta lies in its winning player's ball
                 for i, p in enumerate(self.players):
@@ -261,12 +417,12 @@ class Msd(_Aggregator):
             best_loss = torch.where(better, win_loss, best_loss)
             best_from = torch.where(better, win, best_from)
         gamma = torch.stack([(best_from == i).float().mean() for i in range(k)])
-        return Perturbed(lead.apply(x, best).detach(), y, gamma, None, None)
+        return Perturbed(lead.apply(x, best).detach(), y, gamma, None, None, x)
 
     def _check_shared_state(self, x: Tensor, lead_state: Tensor) -> None:
         """Refuse players whose states differ in shape: every MSD step starts from one shared
         ``delta`` (a player with a ``zero`` of its own, say a rotation angle, cannot share it)."""
-        shapes = {p.name: tuple(origin(p, x).shape) for p in self.players[1:]}
+        shapes = {p.name: tuple(p.zero(x).shape) for p in self.players[1:]}
         shapes = {self.players[0].name: tuple(lead_state.shape), **shapes}
         if len(set(shapes.values())) > 1:
             raise ValueError(
@@ -274,11 +430,6 @@ class Msd(_Aggregator):
                 f"perturbation of x); their states' shapes differ: {shapes}. Train "
                 "non-additive players with max_ or avg"
             )
-
-
-def training_loss(model: Model, x: Tensor, y: Tensor) -> Tensor:
-    """Mean cross-entropy of ``model`` on ``(x, y)``, in float32."""
-    return F.cross_entropy(model(x).float(), y)
 
 
 def msd_iteration(
@@ -289,66 +440,74 @@ def msd_iteration(
     delta: Tensor,
     eps: Tensor,
     alpha: Tensor,
-    rngs: tuple[torch.Generator | Tensor | None, ...],
+    noises: tuple[Tensor | None, ...],
+    objective: Objective = cross_entropy,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One MSD iteration: one input gradient, K candidates scored in one batched forward pass.
 
-    ``rngs[i]`` is ``step_randomness(players[i], x, generator)``, drawn outside the iteration.
+    ``noises[i]`` is ``players[i].draw(x, generator)``, drawn outside the iteration; ``y`` is
+    the objective's reference (the labels, for cross-entropy).
 
     Returns:
         ``(next delta, its loss [b], the winning player [b], the loss at delta [b])``.
     """
     b, k = x.shape[0], len(players)
-    g, (loss_now, _) = input_gradient(model, players[0], x, y)(delta)
+    g, (loss_now, _) = input_gradient(model, players[0], x, y, objective)(delta)
     candidates = torch.stack(
         [
-            p.project(x, p.ascend(x, delta, g, alpha[i], rngs[i]), eps[i])
+            p.project(x, p.ascend(x, delta, g, alpha[i], noises[i]), eps[i])
             for i, p in enumerate(players)
         ]
     )
     with torch.no_grad():
         flat = torch.cat([p.apply(x, candidates[i]) for i, p in enumerate(players)])
-        scores = F.cross_entropy(model(flat).float(), y.repeat(k), reduction="none").view(k, b)
+        repeated = y.repeat(k, *([1] * (y.dim() - 1)))
+        scores = objective.attack_loss(model(flat), repeated).view(k, b)
     win_loss, win = scores.max(dim=0)
     return candidates[win, torch.arange(b, device=x.device)], win_loss, win, loss_now
 
 
-def max_(*players: Player) -> Max:
+def max_(*players: Player, objective: Objective = cross_entropy) -> Max:
     """The paper's MAX aggregator over any number of players.
+
+    Args:
+        *players: the threat models.
+        objective: the loss the attacks climb and the model minimises (``mr.cross_entropy``).
 
     Examples:
         >>> import multirobust as mr
         >>> mr.max_(mr.linf, mr.l2, mr.l1).names
         ('linf', 'l2', 'l1')
     """
-    return Max(tuple(players))
+    return Max(tuple(players), objective=objective)
 
 
-def avg(*players: Player) -> Avg:
+def avg(*players: Player, objective: Objective = cross_entropy) -> Avg:
     """The paper's AVG aggregator over any number of players.
+
+    Args:
+        *players: the threat models.
+        objective: the loss the attacks climb and the model minimises (``mr.cross_entropy``).
 
     Examples:
         >>> import multirobust as mr
         >>> len(mr.avg(mr.linf, mr.l2).players)
         2
     """
-    return Avg(tuple(players))
+    return Avg(tuple(players), objective=objective)
 
 
-def msd(*players: Player, steps: int = 50) -> Msd:
+def msd(*players: Player, steps: int = 50, objective: Objective = cross_entropy) -> Msd:
     """The paper's MSD aggregator (multi steepest descent) over any number of players.
 
     Args:
         *players: the threat models.
         steps: MSD iterations (50: the MSD code's CIFAR-10 setting; 100 on MNIST).
+        objective: the loss the attacks climb and the model minimises (``mr.cross_entropy``).
 
     Examples:
         >>> import multirobust as mr
         >>> mr.msd(mr.linf, mr.l2, mr.l1, steps=100).steps
         100
     """
-    return Msd(tuple(players), steps)
-
-
-Aggregator = Max | Avg | Msd
-"""Any of the built-in aggregators."""
+    return Msd(tuple(players), objective=objective, steps=steps)

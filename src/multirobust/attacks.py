@@ -7,20 +7,21 @@ during the attack and every module's train/eval flag is restored afterwards.
 
 import contextlib
 import dataclasses
-import functools
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Bool, Float, Shaped
 from torch import Tensor, nn
 
 from multirobust import _checks, debug
-from multirobust.players import Budget, Player, step_randomness
+from multirobust._compile import COMPILE_MODES, Compile, iteration
+from multirobust.objectives import Objective, cross_entropy, start
+from multirobust.players import Budget, Player, check_players
+
+__all__ = ["COMPILE_MODES", "PGD", "Compile", "PGDResult", "iteration", "pgd", "run_pgd"]
 
 KEEP = ("max-loss", "first-success")
-F_ = TypeVar("F_", bound=Callable[..., Any])
 
 
 class PGDResult(NamedTuple):
@@ -72,13 +73,20 @@ def make_generator(device: torch.device, seed: int | None) -> torch.Generator:
 
 
 def input_gradient(
-    model: Callable[[Tensor], Tensor], player: Player, x: Tensor, y: Tensor
+    model: Callable[[Tensor], Tensor],
+    player: Player,
+    x: Tensor,
+    y: Tensor,
+    objective: Objective = cross_entropy,
 ) -> Callable[[Tensor], tuple[Tensor, tuple[Tensor, Tensor]]]:
-    """``delta -> (grad, (per-example loss, logits))`` for the summed cross-entropy at ``delta``."""
+    """``delta -> (grad, (per-example loss, logits))`` for the summed attack loss at ``delta``.
+
+    ``y`` is the objective's reference (the labels, for cross-entropy).
+    """
 
     def summed_loss(delta: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         logits = model(player.apply(x, delta))
-        losses = F.cross_entropy(logits.float(), y, reduction="none")
+        losses = objective.attack_loss(logits, y)
         return losses.sum(), (losses.detach(), logits.detach())
 
     grad_fn = torch.func.grad(summed_loss, has_aux=True)
@@ -100,65 +108,29 @@ def pgd_iteration(
     delta: Tensor,
     eps: Budget,
     alpha: Budget,
-    rng: torch.Generator | Tensor | None,
+    noise: Tensor | None,
+    objective: Objective = cross_entropy,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One PGD iteration: ``(next delta, per-example loss at delta, logits at delta)``.
 
-    ``rng`` is ``step_randomness(player, x, generator)``: drawn outside, so that under
-    ``torch.compile`` a player with ``draw`` leaves no generator in the iteration.
+    ``noise`` is ``player.draw(x, generator)``, drawn outside, so that a compiled iteration
+    holds no generator; ``y`` is the objective's reference (the labels, for cross-entropy).
     """
-    g, (losses, logits) = input_gradient(model, player, x, y)(delta)
-    return player.project(x, player.ascend(x, delta, g, alpha, rng), eps), losses, logits
+    g, (losses, logits) = input_gradient(model, player, x, y, objective)(delta)
+    return player.project(x, player.ascend(x, delta, g, alpha, noise), eps), losses, logits
 
 
 def pgd_score(
-    model: Callable[[Tensor], Tensor], player: Player, x: Tensor, y: Tensor, delta: Tensor
+    model: Callable[[Tensor], Tensor],
+    player: Player,
+    x: Tensor,
+    y: Tensor,
+    delta: Tensor,
+    objective: Objective = cross_entropy,
 ) -> tuple[Tensor, Tensor]:
     """``(per-example loss, logits)`` at ``delta``: a PGD run's last iterate, or its result."""
     logits = model(player.apply(x, delta))
-    return F.cross_entropy(logits.float(), y, reduction="none"), logits
-
-
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-"""The ``torch.compile`` modes an attack iteration can run under (``compile=True``: default)."""
-
-Compile = bool | str
-"""How attack iterations run: ``False`` eager, ``True`` compiled, or a mode of ``COMPILE_MODES``
-(``"reduce-overhead"``: compiled and replayed as CUDA graphs on a GPU)."""
-
-
-@functools.cache
-def _compiled(fn: Callable[..., Any], mode: str) -> Callable[..., Any]:
-    return torch.compile(fn, dynamic=False, mode=None if mode == "default" else mode)
-
-
-def iteration(fn: F_, compile: Compile, name: str = "compiled") -> F_:
-    """``fn`` (an attack iteration), or ``fn`` through ``torch.compile`` in the mode ``compile``.
-
-    Compiled once per mode and reused (per model, player and shape, as ``torch.compile``
-    guards). Under CUDA graphs each call starts a new graph step and copies its outputs (a tuple
-    of tensors) out of the graph's memory, so the attack loop may keep them across iterations.
-    ``name`` is the argument a bad mode is reported under.
-    """
-    if compile is False:
-        return fn
-    mode = "default" if compile is True else compile
-    _checks.one_of(name, mode, COMPILE_MODES)
-    compiled = _compiled(fn, mode)
-    if mode not in ("reduce-overhead", "max-autotune"):
-        return compiled  # type: ignore[return-value]
-
-    def replayed(*args: Any) -> Any:
-        torch.compiler.cudagraph_mark_step_begin()
-        return tuple(t.clone() for t in compiled(*args))
-
-    return replayed  # type: ignore[return-value]
-
-
-def origin(player: Player, x: Tensor) -> Tensor:
-    """The player's unperturbed state: its optional ``zero(x)``, else ``zeros_like(x)``."""
-    zero = getattr(player, "zero", None)
-    return zero(x) if zero is not None else torch.zeros_like(x)
+    return objective.attack_loss(logits, y), logits
 
 
 def _where(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -179,6 +151,8 @@ def run_pgd(
     generator: torch.Generator | None,
     keep: str = "max-loss",
     compiled: Compile = False,
+    objective: Objective = cross_entropy,
+    reference: Tensor | None = None,
 ) -> PGDResult:
     """The attack loop without checks: the caller validated the arguments and froze the model.
 
@@ -187,9 +161,11 @@ def run_pgd(
     ``keep="first-success"`` keeps the first one that misclassifies, else the highest-loss one,
     and stops early once every example is broken (evaluation). ``compiled`` runs each iteration,
     and the forward pass that scores a run's last iterate, through ``torch.compile`` (never the
-    loop; see ``iteration``).
+    loop; see ``iteration``). The loss is the ``objective``'s attack loss against ``reference``
+    (computed here when ``None``); success always means misclassifying ``y``.
     """
-    zero = origin(player, x)
+    ref = objective.reference(model, x, y) if reference is None else reference
+    zero = player.zero(x)
     best_delta = zero
     best_loss = torch.full((x.shape[0],), -torch.inf, device=x.device)
     found = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
@@ -211,13 +187,22 @@ def run_pgd(
     score = iteration(pgd_score, compiled)
     checking = debug.enabled()
     for run in range(restarts + 1):
-        delta = zero if run == 0 else player.init(x, eps, generator)
+        if run == 0:
+            delta = (
+                zero
+                if not objective.jitter
+                else player.project(x, start(objective, zero, generator), eps)
+            )
+        else:
+            delta = player.init(x, eps, generator)
         if checking and run > 0:
             where = f"the random start of restart {run}"
             debug.check_step(player, x, delta, eps, where, made_by="init")
         for t in range(steps):
-            rng = step_randomness(player, x, generator)
-            following, losses, logits = step(model, player, x, y, delta, eps, alpha, rng)
+            noise = player.draw(x, generator)
+            following, losses, logits = step(
+                model, player, x, ref, delta, eps, alpha, noise, objective
+            )
             if checking:
                 debug.check_step(player, x, following, eps, f"PGD step {t + 1} of run {run}")
             record(delta, losses, logits)
@@ -226,7 +211,7 @@ def run_pgd(
             delta = following
         else:
             with torch.no_grad():
-                record(delta, *score(model, player, x, y, delta))
+                record(delta, *score(model, player, x, ref, delta, objective))
         if keep == "first-success" and bool(found.all()):
             break
 
@@ -234,7 +219,7 @@ def run_pgd(
         return PGDResult(best_delta, best_loss, best_wrong)  # recorded: no forward pass needed
     with torch.no_grad():
         delta = _where(found, first, best_delta) if keep == "first-success" else best_delta
-        loss, logits = score(model, player, x, y, delta)
+        loss, logits = score(model, player, x, ref, delta, objective)
         return PGDResult(delta, loss, logits.argmax(dim=1) != y)
 
 
@@ -248,9 +233,7 @@ def check_batch(model: nn.Module, x: object, y: object, players: tuple[Player, .
     _checks.inputs(x, y)
     assert isinstance(x, Tensor) and isinstance(y, Tensor)
     for p in players:
-        check = getattr(p, "check_input", None)
-        if check is not None:
-            check(x)
+        p.check_input(x)
     with torch.no_grad(), frozen_model(model):
         _checks.logits(_checks.forward(model, x), y)
 
@@ -274,11 +257,7 @@ class PGD:
     keep: str = "max-loss"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.player, Player):
-            raise TypeError(
-                "player must implement the Player protocol (name, eps, alpha, steps, restarts, "
-                f"init, ascend, project, size, apply), got {type(self.player).__name__}"
-            )
+        check_players((self.player,))
         if self.steps is not None:
             _checks.integer_at_least("steps", self.steps, 1)
         if self.restarts is not None:

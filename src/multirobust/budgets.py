@@ -1,8 +1,10 @@
-"""Budget policies: ``fixed`` (the paper's baselines) and ``adaptive`` (the paper's AdaptiveBudget).
+"""Budget policies: the ``BudgetPolicy`` protocol, ``fixed`` (the paper's baselines) and
+``adaptive`` (the paper's AdaptiveBudget).
 
-A policy wraps an aggregator into a *game*. Its state holds the current budgets and step sizes as
-tensors ``[K]`` (as optax keeps hyperparameters in its state), so changing them never retraces a
-compiled function. The adaptive rule (paper Alg. 2, spec §4):
+A policy wraps an aggregator into a *game*. Like optax's ``GradientTransformation`` it is a pair of
+pure functions, ``init`` and ``update``, over a state that holds the current budgets and step sizes
+as tensors ``[K]``, so changing them never retraces a compiled function; it declares what it needs
+measured as a ``Measure``. The adaptive rule (paper Alg. 2, Sec. 4):
 
     eps_p = eps0_p * clamp(||g_p|| / median_q ||g_q||, lo, hi)
 
@@ -11,33 +13,79 @@ always relative to the base budgets ``eps0_p``, never compounding.
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from multirobust import _checks
-from multirobust.aggregators import Avg, Max, Msd
+from multirobust.aggregators import Aggregator, base_budgets, check_aggregator
 from multirobust.gradients import NORMS
+from multirobust.measure import Measure, Measurements, probe_step_sizes
+
+__all__ = [
+    "TIMINGS",
+    "Adaptive",
+    "BudgetPolicy",
+    "BudgetState",
+    "Fixed",
+    "adaptive",
+    "adaptive_factors",
+    "fixed",
+    "probe_step_sizes",
+]
 
 TIMINGS = ("same-batch", "lagged")
 
 
 class BudgetState(NamedTuple):
-    """The budgets in force and how they were set.
+    """The budgets in force and how they were set: the state of ``fixed`` and ``adaptive``.
 
     Attributes:
         eps: budget per player, ``[K]``.
         alpha: step size per player, ``[K]``.
         factor: ``eps / eps0`` per player, ``[K]``.
-        fallbacks: how many updates fell back to the base budgets (zero median, non-finite norm).
+        fallbacks: how many updates fell back to the base budgets (zero median, non-finite
+            norm), a 0-d int64 tensor.
     """
 
     eps: Float[Tensor, " k"]
     alpha: Float[Tensor, " k"]
     factor: Float[Tensor, " k"]
-    fallbacks: int
+    fallbacks: Int[Tensor, ""]
+
+
+@runtime_checkable
+class BudgetPolicy(Protocol):
+    """How the players' budgets change during training; what a ``Trainer`` plays.
+
+    Implement these members to define a new policy (``docs/guide/new-policy.md``). The state is a
+    ``NamedTuple`` of tensors with at least ``eps`` and ``alpha`` (``[K]`` each: the budgets and
+    step sizes the aggregator uses next); the Trainer checkpoints it, restores it exactly, and
+    under DistributedDataParallel averages the measurements over ranks before ``update``, so every
+    rank computes the same state.
+
+    Attributes:
+        aggregator: how the players bargain.
+        measure: what ``update`` needs measured on each batch, and when; ``None``: nothing
+            (``update`` is then never called).
+    """
+
+    aggregator: Aggregator
+    measure: Measure | None
+
+    def init(self, device: torch.device | None = None) -> Any:
+        """The state before the first batch."""
+        ...
+
+    def update(self, state: Any, measurements: Measurements) -> Any:
+        """The next state, from this batch's measurements."""
+        ...
+
+
+POLICY_MEMBERS = ("aggregator", "measure", "init", "update")
+"""Every member of ``BudgetPolicy``."""
 
 
 def adaptive_factors(
@@ -79,22 +127,6 @@ def adaptive_factors(
     return factor, True
 
 
-def probe_step_sizes(
-    eps: Float[Tensor, " k"], alpha: Float[Tensor, " k"], steps: int
-) -> Float[Tensor, " k"]:
-    """Step sizes of per-player probe attacks of ``steps`` steps: ``max(alpha, eps / steps)``.
-
-    A probe this short can still reach its budget's boundary; the players' own step sizes are
-    tuned for their own step counts (MSD's lagged AdaptiveBudget and tracked domination; see
-    ``benchmarks/probe_fidelity.py``).
-
-    Examples:
-        >>> probe_step_sizes(torch.tensor([1.0, 3.0]), torch.tensor([0.75, 0.5]), 2).tolist()
-        [0.75, 1.5]
-    """
-    return torch.maximum(alpha, eps / steps)
-
-
 def _check_clamp(clamp: object) -> tuple[float, float] | None:
     """``clamp`` as a pair of floats ``(lo, hi)`` with ``0 < lo <= 1 <= hi < inf``, or ``None``."""
     if clamp is None:
@@ -113,12 +145,9 @@ def _check_clamp(clamp: object) -> tuple[float, float] | None:
     return lo, hi
 
 
-def _check_aggregator(aggregator: object) -> None:
-    if not isinstance(aggregator, Max | Avg | Msd):
-        raise TypeError(
-            "a budget policy wraps an aggregator (mr.max_, mr.avg or mr.msd), got "
-            f"{type(aggregator).__name__}"
-        )
+def _base_state(aggregator: Aggregator, device: torch.device | None) -> BudgetState:
+    eps, alpha = base_budgets(aggregator.players, device)
+    return BudgetState(eps, alpha, torch.ones_like(eps), torch.zeros((), dtype=torch.int64))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,15 +163,22 @@ class Fixed:
             each player's base budget, with step size ``max(alpha, eps / probe_steps)``).
     """
 
-    aggregator: Max | Avg | Msd
+    aggregator: Aggregator
     track_domination: bool = False
     norm: str = "l2"
     probe_steps: int = 10
 
     def __post_init__(self) -> None:
-        _check_aggregator(self.aggregator)
+        check_aggregator(self.aggregator, "a budget policy's aggregator")
         _checks.one_of("norm", self.norm, NORMS)
         _checks.integer_at_least("probe_steps", self.probe_steps, 1)
+
+    @property
+    def measure(self) -> Measure | None:
+        """Per-player gradients after the attack when tracking domination, else nothing."""
+        if not self.track_domination:
+            return None
+        return Measure("after", self.norm, self.probe_steps)
 
     @property
     def needs_gradients(self) -> bool:
@@ -151,10 +187,9 @@ class Fixed:
 
     def init(self, device: torch.device | None = None) -> BudgetState:
         """The base budgets."""
-        eps, alpha = self.aggregator.base_budgets(device)
-        return BudgetState(eps, alpha, torch.ones_like(eps), 0)
+        return _base_state(self.aggregator, device)
 
-    def update(self, state: BudgetState, norms: Tensor) -> BudgetState:
+    def update(self, state: BudgetState, measurements: Measurements) -> BudgetState:
         """Budgets never change."""
         return state
 
@@ -177,7 +212,7 @@ class Adaptive:
             effect).
     """
 
-    aggregator: Max | Avg | Msd
+    aggregator: Aggregator
     norm: str = "l2"
     clamp: tuple[float, float] | None = (0.5, 2.0)
     timing: str = "same-batch"
@@ -185,11 +220,18 @@ class Adaptive:
     probe_steps: int = 10
 
     def __post_init__(self) -> None:
-        _check_aggregator(self.aggregator)
+        check_aggregator(self.aggregator, "a budget policy's aggregator")
         _checks.one_of("norm", self.norm, NORMS)
         _checks.one_of("timing", self.timing, TIMINGS)
         _checks.integer_at_least("probe_steps", self.probe_steps, 1)
         object.__setattr__(self, "clamp", _check_clamp(self.clamp))
+
+    @property
+    def measure(self) -> Measure:
+        """Per-player gradients before the attack (same-batch) or after it (lagged)."""
+        if self.timing == "same-batch":
+            return Measure("before", self.norm)
+        return Measure("after", self.norm, self.probe_steps)
 
     @property
     def needs_gradients(self) -> bool:
@@ -198,19 +240,22 @@ class Adaptive:
 
     def init(self, device: torch.device | None = None) -> BudgetState:
         """The base budgets."""
-        eps, alpha = self.aggregator.base_budgets(device)
-        return BudgetState(eps, alpha, torch.ones_like(eps), 0)
+        return _base_state(self.aggregator, device)
 
-    def update(self, state: BudgetState, norms: Float[Tensor, " k"]) -> BudgetState:
+    def update(self, state: BudgetState, measurements: Measurements) -> BudgetState:
         """New budgets from the per-player gradient norms, relative to the base budgets."""
-        eps0, alpha0 = self.aggregator.base_budgets(norms.device)
+        norms = measurements.norm
+        if norms is None:
+            raise ValueError("adaptive needs the players' gradient norms (measure.gradients)")
+        eps0, alpha0 = base_budgets(self.aggregator.players, norms.device)
         factor, ok = adaptive_factors(norms.float(), self.clamp)
         alpha = alpha0 * factor if self.scale_steps else alpha0
-        return BudgetState(eps0 * factor, alpha, factor, state.fallbacks + (0 if ok else 1))
+        fallbacks = state.fallbacks + (0 if ok else 1)
+        return BudgetState(eps0 * factor, alpha, factor, fallbacks)
 
 
 def fixed(
-    aggregator: Max | Avg | Msd,
+    aggregator: Aggregator,
     *,
     track_domination: bool = False,
     norm: str = "l2",
@@ -219,7 +264,7 @@ def fixed(
     """The fixed-budget game (the paper's baselines).
 
     Args:
-        aggregator: ``mr.max_(...)``, ``mr.avg(...)`` or ``mr.msd(...)``.
+        aggregator: ``mr.max_(...)``, ``mr.avg(...)``, ``mr.msd(...)`` or any ``mr.Aggregator``.
         track_domination: log per-player gradient norms and the dominant player every step.
         norm: the norm of those gradients.
         probe_steps: steps of the per-player probe attacks for MSD when tracking (step size
@@ -234,7 +279,7 @@ def fixed(
 
 
 def adaptive(
-    aggregator: Max | Avg | Msd,
+    aggregator: Aggregator,
     norm: str = "l2",
     clamp: tuple[float, float] | None = (0.5, 2.0),
     timing: str = "same-batch",
@@ -244,7 +289,7 @@ def adaptive(
     """The paper's AdaptiveBudget policy around an aggregator.
 
     Args:
-        aggregator: ``mr.max_(...)``, ``mr.avg(...)`` or ``mr.msd(...)``.
+        aggregator: ``mr.max_(...)``, ``mr.avg(...)``, ``mr.msd(...)`` or any ``mr.Aggregator``.
         norm: ``"l2"`` or ``"l1"`` norm of the per-player parameter gradients.
         clamp: bounds of ``eps / eps0``; ``None`` turns clamping off.
         timing: ``"same-batch"`` (faithful, default) or ``"lagged"`` (fast).
@@ -261,5 +306,5 @@ def adaptive(
     return Adaptive(aggregator, norm, clamp, timing, scale_steps, probe_steps)
 
 
-Game = Fixed | Adaptive
+Game = BudgetPolicy
 """A budget policy around an aggregator: what a ``multirobust.Trainer`` plays."""

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from multirobust.training import History
+from multirobust.history import History
 
 Records = History | Sequence[dict[str, Any]] | str | os.PathLike[str]
 

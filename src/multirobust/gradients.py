@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from multirobust import _checks
-from multirobust.attacks import Compile, iteration
+from multirobust._compile import Compile, iteration
 
 NORMS = ("l1", "l2")
 

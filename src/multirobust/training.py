@@ -1,8 +1,8 @@
 """The ``Trainer``: plays a game (aggregator + budget policy) on each batch, updates the model.
 
-One step, as data (design.md): players' perturbations -> per-player parameter gradients (when the
-policy needs them) -> new budgets -> the aggregator's adversarial batch -> training loss ->
-optimiser step -> a metrics record.
+One step, top-down (``Trainer.step``): check the batch; measure the players if the policy asks
+(before the attack); the aggregator's batch at the budgets in force; measure after the attack if
+asked; the training loss; the optimiser's update; the step's record.
 """
 
 import contextlib
@@ -19,52 +19,19 @@ import torch
 from torch import Tensor, nn
 from torch.profiler import record_function
 
-from multirobust import _checks
-from multirobust.aggregators import Avg, Max, Msd, Perturbed
-from multirobust.attacks import COMPILE_MODES, check_batch, frozen_model
-from multirobust.budgets import Adaptive, BudgetState, Fixed, Game, probe_step_sizes
-from multirobust.gradients import PlayerGradients, player_gradients
+from multirobust import _checks, _state
+from multirobust._compile import COMPILE_MODES
+from multirobust.aggregators import Aggregator, Perturbed, check_aggregator
+from multirobust.attacks import check_batch
+from multirobust.budgets import POLICY_MEMBERS, BudgetPolicy, fixed
+from multirobust.history import History
+from multirobust.measure import Measurements, check_measure, measure_players
+
+__all__ = ["History", "NonFiniteTraining", "Trainer", "piecewise_linear"]
 
 
 class NonFiniteTraining(RuntimeError):
     """Raised when too many consecutive steps had a non-finite loss or gradient."""
-
-
-class History:
-    """The per-step records of a run, in order, with what a report needs.
-
-    Each record is a dict with ``step``, ``epoch``, ``loss``, ``skipped``, ``lr`` (the learning
-    rate the step's update used, before the scheduler moved it), and per player
-    (dicts keyed by player name) ``eps``, ``alpha``, ``gamma``, ``player_loss`` (or ``None``),
-    ``grad_norm`` (or ``None``), plus ``dominant`` (the largest-gradient player, or ``None``).
-    """
-
-    def __init__(self, records: Iterable[dict[str, Any]] = ()) -> None:
-        self.records: list[dict[str, Any]] = list(records)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return iter(self.records)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return self.records[i]
-
-    @property
-    def skipped(self) -> int:
-        """How many steps skipped their update (non-finite loss or gradient)."""
-        return sum(bool(r["skipped"]) for r in self.records)
-
-    def column(self, key: str) -> list[Any]:
-        """One field of every record, e.g. ``history.column("loss")``."""
-        return [r[key] for r in self.records]
-
-    @classmethod
-    def from_jsonl(cls, path: str | os.PathLike[str]) -> "History":
-        """Read a ``metrics.jsonl`` written by ``Trainer``."""
-        with open(path) as f:
-            return cls(json.loads(line) for line in f if line.strip())
 
 
 def _to_device(x: Tensor, y: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -89,8 +56,9 @@ class Trainer:
     Args:
         model: a classifier returning logits ``[b, classes]`` for inputs in [0, 1].
         optimizer: any ``torch.optim`` optimiser over the model's parameters.
-        game: an aggregator (``mr.msd(...)``, played with fixed budgets) or a budget policy around
-            one (``mr.fixed(...)``, ``mr.adaptive(...)``).
+        game: an aggregator (``mr.msd(...)`` or any ``mr.Aggregator``, played with fixed
+            budgets) or a budget policy around one (``mr.fixed(...)``, ``mr.adaptive(...)`` or
+            any ``mr.BudgetPolicy``).
         scheduler: a learning-rate scheduler stepped once per batch (see
             ``piecewise_linear``).
         compile: run each attack iteration (a PGD step, or an MSD step with its K candidates),
@@ -129,7 +97,7 @@ class Trainer:
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        game: Game | Max | Avg | Msd,
+        game: BudgetPolicy | Aggregator,
         *,
         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
         compile: bool | str = False,
@@ -147,16 +115,9 @@ class Trainer:
             raise TypeError(
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
             )
-        if isinstance(game, Max | Avg | Msd):
-            game = Fixed(game)
-        if not isinstance(game, Fixed | Adaptive):
-            raise TypeError(
-                "game must be an aggregator (mr.max_, mr.avg, mr.msd) or a budget policy "
-                f"(mr.fixed, mr.adaptive), got {type(game).__name__}"
-            )
+        game = _as_policy(game)
         _checks.integer_at_least("max_consecutive_skips", max_consecutive_skips, 1)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}; pass seed=0")
+        _checks.seed("seed", seed, allow_none=False)
         if scheduler is not None and (
             not isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler)
             or isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
@@ -167,8 +128,13 @@ class Trainer:
                 "mr.piecewise_linear (ReduceLROnPlateau needs a metric: step it yourself)"
             )
         held = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        params = list(model.parameters())
-        if params and not any(id(p) in held for p in params):
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError(
+                "model has no trainable parameters (none, or all with requires_grad=False); "
+                "nothing would be trained: pass the classifier itself"
+            )
+        if not any(id(p) in held for p in params):
             raise ValueError(
                 "optimizer holds none of the model's parameters; build it with model.parameters()"
             )
@@ -194,49 +160,13 @@ class Trainer:
         if channels_last:
             model.to(memory_format=torch.channels_last)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.budgets: BudgetState = game.init(self.device)
+        self.budgets: Any = game.init(self.device)
+        _state.check_policy_state(self.budgets, len(game.aggregator.players), "policy.init()")
         self.steps_done = 0
         self.epochs_done = 0
         self.consecutive_skips = 0
 
     # -- one step ---------------------------------------------------------------------------
-
-    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-        if not self.amp:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-    def _adapt(self, x: Tensor, y: Tensor, batch: Perturbed | None) -> PlayerGradients:
-        """Per-player gradient norms at base budgets (or reusing MAX/AVG's own attacks), and
-        the policy's budgets from them (for this batch, or the next when ``batch`` is given)."""
-        game, agg = self.game, self.game.aggregator
-        reuse = batch is not None and batch.per_player is not None
-        if reuse:
-            inputs = batch.per_player  # type: ignore[union-attr]
-        else:
-            eps0, alpha0 = agg.base_budgets(x.device)
-            probe = None if batch is None else game.probe_steps
-            if probe is not None:
-                alpha0 = probe_step_sizes(eps0, alpha0, probe)
-            with frozen_model(self.module), record_function("multirobust.player_attacks"):
-                inputs, _ = agg.each_player(
-                    self.module,
-                    x,
-                    y,
-                    eps0,
-                    alpha0,
-                    self.generator,
-                    steps=probe,
-                    compiled=self.compile,
-                )
-        with record_function("multirobust.player_gradients"):
-            grads = player_gradients(self.module, inputs, y, game.norm, compiled=self.compile)
-        if _distributed():  # every rank must agree on the budgets: average the shards' norms
-            torch.distributed.all_reduce(grads.norm)
-            grads = grads._replace(norm=grads.norm / torch.distributed.get_world_size())
-        with record_function("multirobust.budgets"):
-            self.budgets = game.update(self.budgets, grads.norm)
-        return grads
 
     def step(self, x: Tensor, y: Tensor) -> dict[str, Any]:
         """Train on one batch; returns the step's metrics record.
@@ -244,35 +174,58 @@ class Trainer:
         Raises:
             TypeError, ValueError: for a bad batch or model output, before any work.
         """
+        x, y = self._prepare(x, y)
+        policy, need = self.game, self.game.measure
+        self.module.train()
+        measured = None
+        with self._autocast(x.device):
+            if need is not None and need.when == "before":
+                measured = self._measure(x, y, None)  # budgets for this batch
+            used = self.budgets
+            with record_function("multirobust.attack"):
+                batch = policy.aggregator.perturb(
+                    self.module, x, y, used.eps, used.alpha, self.generator, self.compile
+                )
+            if need is not None and need.when == "after":
+                measured = self._measure(x, y, batch)  # budgets for the next batch
+            with record_function("multirobust.loss"):
+                loss = policy.aggregator.loss(self.model, batch, self.compile)
+        lr = float(self.optimizer.param_groups[0]["lr"])  # the scheduler moves it in _update
+        with record_function("multirobust.update"):
+            skipped = self._update(loss)
+        return self._record(loss, used, batch, measured, skipped, lr)
+
+    def _prepare(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The batch on the model's device, checked, in the trainer's memory format."""
         x, y = _to_device(x, y, self.device)
         with record_function("multirobust.check"):
             self._check(x, y)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        game, agg, model = self.game, self.game.aggregator, self.module
-        model.train()
-        grads: PlayerGradients | None = None
-        with self._autocast(x.device):
-            if isinstance(game, Adaptive) and game.timing == "same-batch":
-                grads = self._adapt(x, y, None)
-                used = self.budgets
-                batch = self._perturb(x, y, used)
-            else:
-                used = self.budgets
-                batch = self._perturb(x, y, used)
-                if game.needs_gradients:
-                    grads = self._adapt(x, y, batch)  # budgets for the next batch
-            with record_function("multirobust.loss"):
-                loss = agg.loss(self.model, batch, self.compile)
-        lr = float(self.optimizer.param_groups[0]["lr"])  # the scheduler moves it in _update
-        with record_function("multirobust.update"):
-            skipped = self._update(loss)
-        return self._record(loss, used, batch, grads, skipped, lr)
+        return x, y
 
-    def _perturb(self, x: Tensor, y: Tensor, budgets: BudgetState) -> Perturbed:
-        with record_function("multirobust.attack"):
-            agg, gen = self.game.aggregator, self.generator
-            return agg.perturb(self.module, x, y, budgets.eps, budgets.alpha, gen, self.compile)
+    def _measure(self, x: Tensor, y: Tensor, batch: Perturbed | None) -> Measurements:
+        """The policy's measurements (averaged over DDP ranks), and its updated state."""
+        m = measure_players(
+            self.module,
+            self.game.aggregator,
+            x,
+            y,
+            self.game.measure,
+            generator=self.generator,
+            batch=batch,
+            compiled=self.compile,
+        )
+        if _distributed():  # every rank must agree on the budgets: average the measurements
+            m = Measurements(*(None if t is None else _mean_over_ranks(t) for t in m))
+        with record_function("multirobust.budgets"):
+            self.budgets = self.game.update(self.budgets, m)
+        return m
+
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
     def _check(self, x: Tensor, y: Tensor) -> None:
         typed = isinstance(x, Tensor) and isinstance(y, Tensor)
@@ -318,21 +271,22 @@ class Trainer:
     def _record(
         self,
         loss: Tensor,
-        used: BudgetState,
+        used: Any,
         batch: Perturbed,
-        grads: PlayerGradients | None,
+        measured: Measurements | None,
         skipped: bool,
         lr: float,
     ) -> dict[str, Any]:
-        names = self.game.aggregator.names
+        names = tuple(p.name for p in self.game.aggregator.players)
 
         def per_player(t: Tensor | None) -> dict[str, float] | None:
             return None if t is None else dict(zip(names, t.float().tolist(), strict=True))
 
-        player_loss = grads.loss if grads is not None else batch.player_loss
+        norm = None if measured is None else measured.norm
+        player_loss = measured.loss if measured is not None else batch.player_loss
         dominant = None
-        if grads is not None and bool(torch.isfinite(grads.norm).all()):
-            dominant = names[int(grads.norm.argmax())]
+        if norm is not None and bool(torch.isfinite(norm).all()):
+            dominant = names[int(norm.argmax())]
         record = {
             "step": self.steps_done,
             "epoch": self.epochs_done,
@@ -343,10 +297,16 @@ class Trainer:
             "alpha": per_player(used.alpha),
             "gamma": per_player(batch.gamma),
             "player_loss": per_player(player_loss),
-            "grad_norm": per_player(None if grads is None else grads.norm),
+            "grad_norm": per_player(norm),
             "dominant": dominant,
-            "fallbacks": self.budgets.fallbacks,
         }
+        for field, t in self.budgets._asdict().items():  # the policy's other state, after update
+            if field in ("eps", "alpha"):
+                continue
+            if t.dim() == 0:
+                record[field] = float(t) if t.is_floating_point() else int(t)
+            elif t.shape == (len(names),):
+                record[field] = per_player(t)
         if self.log_path is not None:
             with open(self.log_path, "a") as f:
                 f.write(json.dumps(record, allow_nan=True) + "\n")
@@ -418,8 +378,18 @@ class Trainer:
 
     # -- state ------------------------------------------------------------------------------
 
+    def identity(self) -> dict[str, Any]:
+        """What a resume must match: the game's description and the optimiser's and
+        scheduler's classes (see ``load_state_dict``)."""
+        return {
+            "game": _state.describe(self.game),
+            "optimizer": type(self.optimizer).__qualname__,
+            "scheduler": None if self.scheduler is None else type(self.scheduler).__qualname__,
+        }
+
     def state_dict(self) -> dict[str, Any]:
-        """All that resuming exactly needs: model, optimiser, scheduler, budgets, RNG, counters."""
+        """All that resuming exactly needs: model, optimiser, scheduler, budget-policy state,
+        RNG, counters, and the run's ``identity``."""
         return {
             "model": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -429,15 +399,25 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "steps_done": self.steps_done,
             "epochs_done": self.epochs_done,
+            "identity": self.identity(),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a ``state_dict``.
+    def load_state_dict(self, state: dict[str, Any], *, new_game: bool = False) -> None:
+        """Restore a ``state_dict``, refusing any other run's before restoring anything.
+
+        Args:
+            state: what ``state_dict()`` returned.
+            new_game: the saved game differs on purpose (fine-tuning with new players, budgets
+                or policy): restore the model, optimiser, scheduler, RNG and counters, and start
+                this trainer's own policy state. The optimiser's and scheduler's classes must
+                still match (to start afresh from the weights alone, load ``state["model"]``
+                into the model).
 
         Raises:
-            ValueError: if ``state`` is not a ``Trainer.state_dict()``, or was saved by a game
-                with another number of players or by another model; before anything is
-                restored.
+            ValueError: if ``state`` is not a ``Trainer.state_dict()``; was saved by another
+                game (players, their order or settings, aggregator, policy: each difference
+                named), another optimiser or scheduler, or another model; or holds a budget
+                state that is not finite and positive.
         """
         keys = ("model", "optimizer", "scheduler", "budgets", "generator", "torch_rng")
         keys += ("steps_done", "epochs_done")
@@ -448,52 +428,84 @@ class Trainer:
                 f"state must be a Trainer.state_dict(), got {got}; pass what state_dict() "
                 "returned (a recipe checkpoint keeps it under 'trainer')"
             )
-        k_saved, k_here = len(state["budgets"]["eps"]), len(self.budgets.eps)
-        if k_saved != k_here:
-            raise ValueError(
-                f"state was saved by a game of {k_saved} players, this trainer's has {k_here}; "
-                "resume with the game the run was started with"
-            )
-        _check_same_model(state["model"], self.module.state_dict())
+        self._check_identity(state.get("identity"), new_game)
+        _state.check_same_model(state["model"], self.module.state_dict())
+        budgets = None if new_game else self._saved_budgets(state["budgets"])
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state["scheduler"] is not None:
+        if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        b = state["budgets"]
-        self.budgets = BudgetState(
-            b["eps"].to(self.device),
-            b["alpha"].to(self.device),
-            b["factor"].to(self.device),
-            int(b["fallbacks"]),
-        )
+        self.budgets = self.game.init(self.device) if budgets is None else budgets
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.steps_done = int(state["steps_done"])
         self.epochs_done = int(state["epochs_done"])
 
+    def _check_identity(self, saved: Any, new_game: bool) -> None:
+        """Refuse a state of another run, naming every difference."""
+        here = self.identity()
+        if not isinstance(saved, dict):
+            if not new_game:
+                raise ValueError(
+                    "state does not say which game it was saved by (a checkpoint of an older "
+                    "multirobust); pass new_game=True to load it into this trainer's game"
+                )
+            return
+        diffs = [
+            f"{key}: saved {saved.get(key)!r}, here {here[key]!r}"
+            for key in ("optimizer", "scheduler")
+            if saved.get(key) != here[key]
+        ]
+        if not new_game:
+            diffs += _state.differences(saved.get("game"), here["game"], "game")
+        if diffs:
+            more = f"; and {len(diffs) - 8} more" if len(diffs) > 8 else ""
+            fix = "resume with the game, optimiser and scheduler the run was started with"
+            if not new_game:
+                fix += ", or pass new_game=True to change the game on purpose"
+            raise ValueError(f"state was saved by another run: {'; '.join(diffs[:8])}{more}. {fix}")
 
-def _check_same_model(saved: dict[str, Any], here: dict[str, Any]) -> None:
-    """Refuse a saved model state of another architecture before anything is loaded (torch's
-    ``load_state_dict`` copies the tensors that match before it raises for the others)."""
-    missing, unknown = sorted(set(here) - set(saved)), sorted(set(saved) - set(here))
-    both = set(here) & set(saved)
-    shapes = [(k, _shape(here[k]), _shape(saved[k])) for k in both]
-    reshaped = sorted(k for k, a, b in shapes if a is not None and b is not None and a != b)
-    if missing or unknown or reshaped:
-        first = (missing or unknown or reshaped)[0]
-        raise ValueError(
-            f"state holds another model than this trainer's: {len(missing)} of its tensors "
-            f"missing, {len(unknown)} unknown, {len(reshaped)} of another shape (first: "
-            f"{first!r}); resume with the model the run was started with (was the checkpoint "
-            "saved by another recipe or dataset?)"
+    def _saved_budgets(self, saved: Any) -> Any:
+        """The saved policy state, as this trainer's policy's state type, checked."""
+        fresh = self.budgets
+        if not isinstance(saved, dict) or set(saved) != set(fresh._fields):
+            got = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
+            raise ValueError(
+                f"state's budgets hold {got}, this trainer's policy keeps "
+                f"{list(fresh._fields)}; resume with the policy the run was started with"
+            )
+        values = {
+            k: torch.as_tensor(saved[k]).to(device=self.device, dtype=getattr(fresh, k).dtype)
+            for k in fresh._fields
+        }
+        restored = type(fresh)(**values)
+        _state.check_policy_state(restored, len(fresh.eps), "state's budgets")
+        return restored
+
+
+def _as_policy(game: object) -> BudgetPolicy:
+    """``game`` as a budget policy: an aggregator alone is played with fixed budgets."""
+    what = f"the class {game.__name__}" if isinstance(game, type) else type(game).__name__
+    if isinstance(game, type) or not any(hasattr(game, m) for m in ("players", "aggregator")):
+        raise TypeError(
+            "game must be an aggregator (mr.max_, mr.avg, mr.msd, or an mr.Aggregator) or a "
+            f"budget policy (mr.fixed, mr.adaptive, or an mr.BudgetPolicy), got {what}"
         )
+    if not hasattr(game, "aggregator"):
+        check_aggregator(game, "game")
+        return fixed(game)  # type: ignore[arg-type]
+    lacking = [m for m in POLICY_MEMBERS if not hasattr(game, m)]
+    if lacking:
+        raise TypeError(f"game must implement mr.BudgetPolicy; {what} lacks {', '.join(lacking)}")
+    check_aggregator(game.aggregator, "game.aggregator")  # type: ignore[attr-defined]
+    check_measure(game.measure)  # type: ignore[attr-defined]
+    return game  # type: ignore[return-value]
 
 
-def _shape(t: object) -> object:
-    """A tensor's shape; ``None`` for a non-tensor entry or a lazy module's uninitialised one."""
-    if not isinstance(t, Tensor) or torch.nn.parameter.is_lazy(t):
-        return None
-    return t.shape
+def _mean_over_ranks(t: Tensor) -> Tensor:
+    t = t.clone()
+    torch.distributed.all_reduce(t)
+    return t / torch.distributed.get_world_size()
 
 
 def _distributed() -> bool:

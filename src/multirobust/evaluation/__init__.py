@@ -24,7 +24,6 @@ Examples:
 """
 
 from multirobust.evaluation.curves import Curve, robustness_curve
-from multirobust.evaluation.l1 import L1Eval, l1_eval
 from multirobust.evaluation.masking import OVERLOOKED_SHARE, ZERO_GRADIENT_SHARE, RobustnessWarning
 from multirobust.evaluation.plotting import plot_curves
 from multirobust.evaluation.reports import Report, combine, table, union_accuracy
@@ -35,6 +34,7 @@ from multirobust.evaluation.suites import (
     evaluate,
     paper_eval_steps,
 )
+from multirobust.players import L1Eval, l1_eval
 
 __all__ = [
     "OVERLOOKED_SHARE",

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from multirobust.players import _flat
+from multirobust.players import flat as _flat
 
 ZERO_GRADIENT_SHARE = 0.01
 """Warn when at least this share of a batch has an all-zero input gradient."""

@@ -28,9 +28,12 @@ class _RandomStart:
         self.player, self._eps, self._generator, self._restart = player, eps, generator, restart
         self.name, self.eps, self.alpha = player.name, player.eps, player.alpha
         self.steps, self.restarts = player.steps, player.restarts
-        for hook in ("check_input", "draw"):
-            if getattr(player, hook, None) is not None:
-                setattr(self, hook, getattr(player, hook))
+
+    def check_input(self, x: Tensor) -> None:
+        self.player.check_input(x)
+
+    def draw(self, x: Tensor, generator: torch.Generator | None) -> Tensor | None:
+        return self.player.draw(x, generator)
 
     def zero(self, x: Tensor) -> Tensor:
         delta = self.player.init(x, self._eps, self._generator)
@@ -48,9 +51,9 @@ class _RandomStart:
         delta: Tensor,
         grad: Tensor,
         alpha: Budget,
-        g: torch.Generator | Tensor | None,
+        noise: Tensor | None,
     ) -> Tensor:
-        return self.player.ascend(x, delta, grad, alpha, g)
+        return self.player.ascend(x, delta, grad, alpha, noise)
 
     def project(self, x: Tensor, delta: Tensor, eps: Budget) -> Tensor:
         return self.player.project(x, delta, eps)

@@ -31,11 +31,11 @@ from multirobust.evaluation.autoattack import (
     require_autoattack,
 )
 from multirobust.evaluation.batches import _batches, _check_budget, _model_device, _progress_bar
-from multirobust.evaluation.l1 import L1Eval, l1_eval
+
 from multirobust.evaluation.masking import OVERLOOKED_SHARE, _model_checks, _warn
 from multirobust.evaluation.protocol import _pgd_correct
 from multirobust.evaluation.reports import Report
-from multirobust.players import L1, Player, check_players, l1, l2, linf
+from multirobust.players import L1, L1Eval, Player, check_players, l1, l1_eval, l2, linf
 
 SUITES = ("pgd", "pgd-strong", "apgd", "autoattack")
 """The accepted ``suite`` names of ``evaluate`` and ``robustness_curve``."""

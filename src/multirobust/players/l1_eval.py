@@ -1,20 +1,15 @@
-"""``L1Eval`` / ``l1_eval``: a stronger l_1 player for evaluation (APGD-L1's adaptive sparsity).
-
-Examples:
-    >>> l1_eval(eps=2.0).alpha
-    0.5
-"""
+"""``L1Eval``: the l_1 player for evaluation, with APGD-L1's adaptive sparsity."""
 
 import dataclasses
 import math
-from typing import Any
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from multirobust import _checks
-from multirobust.players import L1, _check_settings, _flat, _NormPlayer
+from multirobust.players.base import flat
+from multirobust.players.norms import L1, _NormPlayer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,10 +42,11 @@ class L1Eval(L1):
     """
 
     eps: float = 12.0
-    alpha: float = 3.0
+    alpha: float | None = None
     steps: int = 100
     restarts: int = 0
     name: str = "l1"
+    rel_alpha: float | None = 0.25
     k_min: int = 1
     k_max: int | None = None  # type: ignore[assignment]
     gap: float | None = 0.0
@@ -71,14 +67,6 @@ class L1Eval(L1):
             raise ValueError(f"{self.name}.gap must be None or in [0, 0.5), got {self.gap!r}")
         _checks.one_of(f"{self.name}.projection", self.projection, ("ball", "ball-box"))
 
-    def __call__(self, **changes: Any) -> "L1Eval":
-        """A copy with some settings changed; a new ``eps`` scales ``alpha`` unless it is given."""
-        _check_settings(self, changes)
-        if "eps" in changes and "alpha" not in changes:
-            eps = _checks.positive_finite(f"{self.name}.eps", changes["eps"])
-            changes["alpha"] = self.alpha * eps / self.eps
-        return dataclasses.replace(self, **changes)
-
     def check_input(self, x: Tensor) -> None:
         """Reject inputs with fewer coordinates than ``k_min``."""
         n = x[0].numel()
@@ -93,7 +81,7 @@ class L1Eval(L1):
 
     def sparsity(self, delta: Float[Tensor, " b *s"]) -> Int[Tensor, " b"]:
         """The number of coordinates of the next step, per example."""
-        d = _flat(delta)
+        d = flat(delta)
         k_start = self._k_start(d.shape[1])
         nnz = (d != 0).sum(dim=1)
         k = torch.where(nnz > 0, torch.ceil(nnz / self.shrink), torch.full_like(nnz, k_start))
@@ -103,13 +91,14 @@ class L1Eval(L1):
         """The most coordinates one step can move: the first step's count."""
         return self._k_start(n)
 
-    def step_k(self, delta: Tensor, generator: torch.Generator | Tensor | None) -> Tensor:
+    def draw(self, x: Tensor, generator: torch.Generator | None) -> Tensor | None:
+        """No random numbers: the step's sparsity follows ``delta``."""
+        return None
+
+    def step_k(self, delta: Tensor, noise: Tensor | None) -> Tensor:
         """The number of coordinates of the next step, per example: ``sparsity(delta)``."""
         return self.sparsity(delta)
 
 
 l1_eval = L1Eval()
 """The evaluation l_1 player (CIFAR-10 budget 12); ``mr.l1_eval(eps=...)`` for another budget."""
-
-
-__all__ = ["L1Eval", "l1_eval"]

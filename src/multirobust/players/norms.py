@@ -1,183 +1,74 @@
-"""Threat models as players: the ``Player`` protocol and the built-in l_inf, l_2, l_1 players.
+"""The built-in players: l_inf, l_2 and l_1 balls around the input, inside the [0, 1] box.
 
-A player owns its budget ``eps``, step size ``alpha``, default ``steps`` and ``restarts``, and five
-pure operations. Every operation takes the budget or step size explicitly (a float, a 0-d tensor or
-a per-example tensor ``[b]``), so budget policies can change them without rebuilding the player and
-``torch.compile`` never recompiles when they change.
+Step sizes follow the budget by default (as foolbox's ``rel_stepsize``):
+``alpha = rel_alpha * eps``, so ``mr.linf(eps=0.1)`` steps 0.01, not the CIFAR-10 step 0.003. At
+the default budgets the paper's step sizes come out exactly. Pass ``alpha=...`` for an absolute
+step size.
 """
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
-from einops import rearrange
 from jaxtyping import Float
 from torch import Tensor
 
 from multirobust import _checks
+from multirobust.players.base import AdditivePlayer, Budget, check_settings, flat, per_example
 from multirobust.projections import clip_to_box, project_l1_ball, project_l1_ball_box
 
-Budget = float | Float[Tensor, ""] | Float[Tensor, " b"]
-"""A budget or step size: one number for the batch, or one per example."""
-
-
-@runtime_checkable
-class Player(Protocol):
-    """A threat model: what the adversary may change, and how it climbs the loss.
-
-    Implement these members to define a new threat; the player then works in every aggregator,
-    budget policy, trainer and evaluation. ``delta`` is the adversary's state: for additive players
-    a perturbation of ``x``'s shape, for others whatever ``apply`` consumes (an angle per example,
-    say). The attack differentiates the loss with respect to ``delta``.
-
-    Attributes:
-        name: unique name of the player inside a game (``"linf"``).
-        eps: base budget.
-        alpha: base step size.
-        steps: default number of attack iterations.
-        restarts: default number of random restarts after the first run from ``delta = 0``.
-
-    Three optional members: ``check_input(x)``, called once before an attack, rejects inputs the
-    player cannot handle with a clear error; ``zero(x)`` returns the unperturbed state, where it is
-    not ``torch.zeros_like(x)`` (a non-additive player whose state has another shape);
-    ``draw(x, generator)`` returns, as a tensor, the random numbers one ``ascend`` step needs.
-    Attack loops call ``draw`` before each step and pass its result to ``ascend`` in place of the
-    generator, so a compiled attack iteration holds no ``torch.Generator`` (which
-    ``torch.compile`` cannot trace: a random ``ascend`` without ``draw`` still works, but its
-    compiled iteration falls back to eager).
-    """
-
-    name: str
-    eps: float
-    alpha: float
-    steps: int
-    restarts: int
-
-    def init(self, x: Tensor, eps: Budget, generator: torch.Generator | None) -> Tensor:
-        """A random feasible start for the attack."""
-        ...
-
-    def ascend(
-        self,
-        x: Tensor,
-        delta: Tensor,
-        grad: Tensor,
-        alpha: Budget,
-        generator: torch.Generator | Tensor | None,
-    ) -> Tensor:
-        """One steepest-ascent step of size ``alpha`` from ``delta`` along the loss gradient.
-
-        ``generator`` is the attack's generator, or what ``draw`` returned for a player with one.
-        """
-        ...
-
-    def project(self, x: Tensor, delta: Tensor, eps: Budget) -> Tensor:
-        """The closest (or a feasible) point of the player's set, within budget ``eps``."""
-        ...
-
-    def size(self, delta: Tensor) -> Tensor:
-        """The size of ``delta`` per example, ``[b]``, in the units of ``eps``."""
-        ...
-
-    def apply(self, x: Tensor, delta: Tensor) -> Tensor:
-        """The adversarial input made from ``x`` and ``delta``."""
-        ...
-
-
-def step_randomness(
-    player: Player, x: Tensor, generator: torch.Generator | None
-) -> torch.Generator | Tensor | None:
-    """What ``player.ascend`` gets as its ``generator``: ``player.draw(x, generator)`` when the
-    player defines ``draw``, else the generator itself."""
-    draw = getattr(player, "draw", None)
-    return draw(x, generator) if draw is not None else generator
-
-
-def check_players(players: tuple[object, ...], role: str = "player") -> tuple[Player, ...]:
-    """Check a non-empty sequence of players with distinct names; returns it as a tuple.
-
-    Examples:
-        >>> [p.name for p in check_players((linf, l2))]
-        ['linf', 'l2']
-    """
-    players = tuple(players)
-    if not players:
-        raise ValueError(f"at least one {role} is needed, e.g. (mr.linf, mr.l2, mr.l1)")
-    for p in players:
-        if not isinstance(p, Player):
-            raise TypeError(
-                f"every {role} must implement the Player protocol (name, eps, alpha, steps, "
-                f"restarts, init, ascend, project, size, apply), got {type(p).__name__}"
-            )
-    names = [p.name for p in players]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(
-            f"{role}s must have distinct names, got {names}; rename one with "
-            f"e.g. mr.linf(name='{dupes[0]}_2')"
-        )
-    return players  # type: ignore[return-value]
-
-
-def _check_settings(player: object, changes: dict[str, Any]) -> None:
-    """Reject settings a player does not have, listing the ones it has."""
-    fields = [f.name for f in dataclasses.fields(player)]  # type: ignore[arg-type]
-    unknown = [k for k in changes if k not in fields]
-    if unknown:
-        raise TypeError(
-            f"{getattr(player, 'name', '?')} has no setting {unknown[0]!r}; its settings are "
-            f"{', '.join(fields)}"
-        )
-
-
-def _per_example(value: Budget, x: Tensor) -> Tensor:
-    """A budget broadcastable against ``x`` (``[b, 1, ..., 1]``) on ``x``'s device and dtype."""
-    t = torch.as_tensor(value, device=x.device, dtype=x.dtype)
-    return t.reshape(-1, *([1] * (x.dim() - 1))) if t.dim() == 1 else t
-
-
-def _flat(t: Tensor) -> Tensor:
-    return rearrange(t, "b ... -> b (...)")
+_NORMAL_NORM = 1e-18
+"""Below this an l_2 norm of float32 entries has lost precision (their squares underflow)."""
 
 
 @dataclasses.dataclass(frozen=True)
-class _NormPlayer:
-    """Shared fields, validation and helpers of the additive norm-ball players."""
+class _NormPlayer(AdditivePlayer):
+    """Shared fields and the relative step size of the norm-ball players.
+
+    ``alpha=None`` (the default) sets ``alpha = rel_alpha * eps``, and a copy with a new ``eps``
+    (``player(eps=...)``) scales it again; a given ``alpha`` is absolute (``rel_alpha`` None).
+    """
 
     eps: float
-    alpha: float
+    alpha: float | None
     steps: int
     restarts: int = 0
     name: str = ""
+    rel_alpha: float | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "eps", _checks.positive_finite(f"{self.name}.eps", self.eps))
-        object.__setattr__(self, "alpha", _checks.positive_finite(f"{self.name}.alpha", self.alpha))
-        _checks.integer_at_least(f"{self.name}.steps", self.steps, 1)
-        _checks.integer_at_least(f"{self.name}.restarts", self.restarts, 0)
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"name must be a non-empty string, got {self.name!r}")
+        if self.alpha is None:
+            if self.rel_alpha is None:
+                raise ValueError(
+                    f"{self.name}: pass alpha (an absolute step size) or rel_alpha (a share of eps)"
+                )
+            rel = _checks.positive_finite(f"{self.name}.rel_alpha", self.rel_alpha)
+            eps = _checks.positive_finite(f"{self.name}.eps", self.eps)
+            object.__setattr__(self, "rel_alpha", rel)
+            object.__setattr__(self, "alpha", rel * eps)
+        else:
+            object.__setattr__(self, "rel_alpha", None)
+        super().__post_init__()
 
     def __call__(self, **changes: Any) -> Any:
-        """A copy with some settings changed: ``mr.linf(eps=8/255, steps=10)``."""
-        _check_settings(self, changes)
-        return dataclasses.replace(self, **changes)
+        """A copy with some settings changed: ``mr.linf(eps=8/255, steps=10)``.
 
-    def apply(
-        self, x: Float[Tensor, " b *s"], delta: Float[Tensor, " b *s"]
-    ) -> Float[Tensor, " b *s"]:
-        """``x + delta``, kept in the [0, 1] box.
-
-        The gradient passes straight through the clip: ``clamp``'s own gradient is zero at the
-        box's edges, which would freeze every saturated pixel (most of an MNIST image) at 0 or 1.
+        Unless ``alpha`` is given, a relative step size follows the new ``eps``.
         """
-        z = x + delta
-        return z.clamp(0, 1).detach() + (z - z.detach())
+        check_settings(self, changes)
+        if changes.get("alpha") is not None and changes.get("rel_alpha") is not None:
+            raise ValueError(
+                f"{self.name}: pass alpha (absolute) or rel_alpha (a share of eps), not both"
+            )
+        if "alpha" in changes:
+            changes.setdefault("rel_alpha", None)
+        elif "rel_alpha" in changes or self.rel_alpha is not None:
+            changes["alpha"] = None
+        return dataclasses.replace(self, **changes)
 
     def _random_radius(self, x: Tensor, eps: Budget, g: torch.Generator | None) -> Tensor:
         r = torch.rand((x.shape[0],), generator=g, device=x.device, dtype=x.dtype)
-        return _per_example(r, x) * _per_example(eps, x)
+        return per_example(r, x) * per_example(eps, x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,17 +84,18 @@ class Linf(_NormPlayer):
     """
 
     eps: float = 0.03
-    alpha: float = 0.003
+    alpha: float | None = None
     steps: int = 40
     restarts: int = 0
     name: str = "linf"
+    rel_alpha: float | None = 0.1
 
     def init(
         self, x: Float[Tensor, " b *s"], eps: Budget, generator: torch.Generator | None = None
     ) -> Float[Tensor, " b *s"]:
         """Uniform in ``[-eps, eps]`` per coordinate, clipped into the box."""
         u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return clip_to_box(x, (2 * u - 1) * _per_example(eps, x))
+        return clip_to_box(x, (2 * u - 1) * per_example(eps, x))
 
     def ascend(
         self,
@@ -211,21 +103,21 @@ class Linf(_NormPlayer):
         delta: Float[Tensor, " b *s"],
         grad: Float[Tensor, " b *s"],
         alpha: Budget,
-        generator: torch.Generator | None = None,
+        noise: Tensor | None = None,
     ) -> Float[Tensor, " b *s"]:
         """``delta + alpha * sign(grad)``."""
-        return delta + _per_example(alpha, x) * torch.sign(grad)
+        return delta + per_example(alpha, x) * torch.sign(grad)
 
     def project(
         self, x: Float[Tensor, " b *s"], delta: Float[Tensor, " b *s"], eps: Budget
     ) -> Float[Tensor, " b *s"]:
         """Clip into ``[-eps, eps]``, then into the box."""
-        e = _per_example(eps, x)
+        e = per_example(eps, x)
         return clip_to_box(x, torch.minimum(torch.maximum(delta, -e), e))
 
     def size(self, delta: Float[Tensor, " b *s"]) -> Float[Tensor, " b"]:
         """``max_i |delta_i|`` per example."""
-        return _flat(delta).abs().amax(dim=1)
+        return flat(delta).abs().amax(dim=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,17 +133,18 @@ class L2(_NormPlayer):
     """
 
     eps: float = 0.5
-    alpha: float = 0.05
+    alpha: float | None = None
     steps: int = 50
     restarts: int = 0
     name: str = "l2"
+    rel_alpha: float | None = 0.1
 
     def init(
         self, x: Float[Tensor, " b *s"], eps: Budget, generator: torch.Generator | None = None
     ) -> Float[Tensor, " b *s"]:
         """A Gaussian direction with radius uniform in ``[0, eps]``, clipped into the box."""
         z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        unit = z / _per_example(self.size(z).clamp_min(torch.finfo(x.dtype).tiny), x)
+        unit = z / per_example(self.size(z).clamp_min(torch.finfo(x.dtype).tiny), x)
         return clip_to_box(x, unit * self._random_radius(x, eps, generator))
 
     def ascend(
@@ -260,24 +153,37 @@ class L2(_NormPlayer):
         delta: Float[Tensor, " b *s"],
         grad: Float[Tensor, " b *s"],
         alpha: Budget,
-        generator: torch.Generator | None = None,
+        noise: Tensor | None = None,
     ) -> Float[Tensor, " b *s"]:
-        """``delta + alpha * grad / ||grad||_2``; a zero gradient gives a zero step."""
+        """``delta + alpha * grad / ||grad||_2``; a zero gradient gives a zero step.
+
+        Scale-invariant: where ``||grad||_2`` is not a normal float32 number (its squares
+        underflow, as for a gradient scaled by 1e-30, or overflow), the gradient is first divided
+        by its largest entry, so the step has length ``alpha`` whatever the gradient's magnitude.
+        """
+        a = per_example(alpha, x)
         norm = self.size(grad)
-        scale = _per_example(alpha, x) / _per_example(torch.where(norm > 0, norm, 1.0), x)
-        return delta + scale * grad
+        scale = a / per_example(torch.where(norm > 0, norm, 1.0), x)
+        peak = flat(grad).abs().amax(dim=1)
+        rescaled = grad / per_example(torch.where(peak > 0, peak, 1.0), x)
+        norm_r = self.size(rescaled)
+        scale_r = a / per_example(torch.where(norm_r > 0, norm_r, 1.0), x)
+        normal = (norm > _NORMAL_NORM) & torch.isfinite(norm)
+        normal = normal.reshape(-1, *([1] * (x.dim() - 1)))
+        step = torch.where(normal, scale * grad, scale_r * rescaled)
+        return delta + step
 
     def project(
         self, x: Float[Tensor, " b *s"], delta: Float[Tensor, " b *s"], eps: Budget
     ) -> Float[Tensor, " b *s"]:
         """Rescale by ``eps / max(eps, ||delta||_2)``, then clip into the box."""
-        e = _per_example(eps, x)
-        norm = _per_example(self.size(delta), x)
+        e = per_example(eps, x)
+        norm = per_example(self.size(delta), x)
         return clip_to_box(x, delta * (e / torch.maximum(e, norm)))
 
     def size(self, delta: Float[Tensor, " b *s"]) -> Float[Tensor, " b"]:
         """``||delta||_2`` per example."""
-        return torch.linalg.vector_norm(_flat(delta), ord=2, dim=1)
+        return torch.linalg.vector_norm(flat(delta), ord=2, dim=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,10 +213,11 @@ class L1(_NormPlayer):
     """
 
     eps: float = 12.0
-    alpha: float = 1.0
+    alpha: float | None = None
     steps: int = 50
     restarts: int = 0
     name: str = "l1"
+    rel_alpha: float | None = 1 / 12
     k_min: int = 5
     k_max: int = 20
     gap: float | None = None
@@ -359,7 +266,7 @@ class L1(_NormPlayer):
         mag = torch.empty(x.shape, device=x.device, dtype=x.dtype).exponential_(generator=generator)
         sign = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) < 0.5
         z = torch.where(sign, -mag, mag)
-        unit = z / _per_example(self.size(z).clamp_min(torch.finfo(x.dtype).tiny), x)
+        unit = z / per_example(self.size(z).clamp_min(torch.finfo(x.dtype).tiny), x)
         return clip_to_box(x, unit * self._random_radius(x, eps, generator))
 
     def largest_k(self, n: int) -> int:
@@ -370,14 +277,9 @@ class L1(_NormPlayer):
         """The number of coordinates of one step, as a 0-d tensor (no host sync, no recompile)."""
         return torch.randint(self.k_min, self.k_max + 1, (), generator=generator, device=device)
 
-    @property
-    def draw(self) -> Callable[[Tensor, torch.Generator | None], Tensor] | None:
-        """``draw(x, generator)``: the next step's random number of coordinates (``draw_k``),
-        drawn before the step; ``None`` for a subclass that overrides ``step_k`` (which then gets
-        the generator itself, as before ``draw`` existed)."""
-        if type(self).step_k is not L1.step_k:
-            return None
-        return lambda x, generator: self.draw_k(generator, x.device)
+    def draw(self, x: Tensor, generator: torch.Generator | None) -> Tensor | None:
+        """The next step's random number of coordinates (``draw_k``), drawn before the step."""
+        return self.draw_k(generator, x.device)
 
     def direction(
         self,
@@ -391,13 +293,13 @@ class L1(_NormPlayer):
 
         ``k`` is one count for the batch (0-d) or one per example (``[b]``).
         """
-        g = _flat(grad)
+        g = flat(grad)
         k = k.long().reshape(-1, 1).expand(x.shape[0], 1)
         if self.gap is None:
-            gap = _per_example(alpha, g) / k.to(g.dtype)
+            gap = per_example(alpha, g) / k.to(g.dtype)
         else:
             gap = torch.as_tensor(self.gap, dtype=g.dtype, device=g.device)
-        current = _flat(x + delta)
+        current = flat(x + delta)
         blocked = ((g < 0) & (current <= gap)) | ((g > 0) & (current >= 1 - gap))
         a = g.abs().masked_fill(blocked, 0)
         top = a.topk(self.largest_k(g.shape[1]), dim=1).values
@@ -412,18 +314,16 @@ class L1(_NormPlayer):
         delta: Float[Tensor, " b *s"],
         grad: Float[Tensor, " b *s"],
         alpha: Budget,
-        generator: torch.Generator | Tensor | None = None,
+        noise: Tensor | None = None,
     ) -> Float[Tensor, " b *s"]:
         """``delta + alpha * e`` with ``e`` the sparse unit-l_1 direction over ``step_k``."""
-        k = self.step_k(delta, generator)
-        return delta + _per_example(alpha, x) * self.direction(x, delta, grad, alpha, k)
+        k = self.step_k(delta, noise)
+        return delta + per_example(alpha, x) * self.direction(x, delta, grad, alpha, k)
 
-    def step_k(self, delta: Tensor, generator: torch.Generator | Tensor | None) -> Tensor:
-        """The number of coordinates of the next step: uniform in ``[k_min, k_max]``, or the
-        count ``draw`` already drew (a tensor passed as ``generator``)."""
-        if isinstance(generator, Tensor):
-            return generator
-        return self.draw_k(generator, delta.device)
+    def step_k(self, delta: Tensor, noise: Tensor | None) -> Tensor:
+        """The number of coordinates of the next step: the count ``draw`` drew (``noise``), or
+        a fresh one from torch's global generator when called without it."""
+        return noise if noise is not None else self.draw_k(None, delta.device)
 
     def project(
         self, x: Float[Tensor, " b *s"], delta: Float[Tensor, " b *s"], eps: Budget
@@ -431,12 +331,12 @@ class L1(_NormPlayer):
         """Onto the l_1 ball (exact, only examples outside it), then into the box."""
         e = torch.as_tensor(eps, device=x.device, dtype=x.dtype).expand(x.shape[0])
         if self.projection == "ball-box":
-            return project_l1_ball_box(_flat(delta), _flat(x), e).view_as(delta)
-        return clip_to_box(x, project_l1_ball(_flat(delta), e).view_as(delta))
+            return project_l1_ball_box(flat(delta), flat(x), e).view_as(delta)
+        return clip_to_box(x, project_l1_ball(flat(delta), e).view_as(delta))
 
     def size(self, delta: Float[Tensor, " b *s"]) -> Float[Tensor, " b"]:
         """``||delta||_1`` per example."""
-        return _flat(delta).abs().sum(dim=1)
+        return flat(delta).abs().sum(dim=1)
 
 
 linf = Linf()
