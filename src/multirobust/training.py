@@ -6,26 +6,26 @@ asked; the training loss; the optimiser's update; the step's record.
 """
 
 import contextlib
-import inspect
-import itertools
 import json
-import math
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.profiler import record_function
+from torch.utils.data import DataLoader, Dataset
 
-from multirobust import _checks, _state
+from multirobust import _checks, _fit, _state
 from multirobust._compile import COMPILE_MODES
 from multirobust.aggregators import Aggregator, Perturbed, check_aggregator
 from multirobust.attacks import check_batch
 from multirobust.budgets import POLICY_MEMBERS, BudgetPolicy, fixed
 from multirobust.history import History
 from multirobust.measure import Measurements, check_measure, measure_players
+from multirobust.players import check_budget
+from multirobust.schedules import piecewise_linear
 
 __all__ = ["History", "NonFiniteTraining", "Trainer", "piecewise_linear"]
 
@@ -233,6 +233,8 @@ class Trainer:
         if kind is not None and self.validate == "first" and kind == self._checked:
             return
         check_batch(self.module, x, y, self.game.aggregator.players)
+        for p in self.game.aggregator.players:
+            check_budget(p, float(p.eps), x[0].numel())
         self._checked = kind
 
     def _update(self, loss: Tensor) -> bool:
@@ -316,17 +318,25 @@ class Trainer:
 
     def fit(
         self,
-        loader: Iterable[Any],
+        loader: Iterable[Any] | Dataset,
         epochs: int,
         *,
         on_epoch_end: Callable[["Trainer", History], None] | None = None,
+        batch_size: int = _fit.BATCH_SIZE,
     ) -> History:
-        """Train for ``epochs`` more epochs over ``loader`` (an iterable of ``(x, y)`` batches).
+        """Train for ``epochs`` more epochs over ``loader``.
 
         Args:
-            loader: yields ``(x, y)`` pairs; re-iterated every epoch.
+            loader: an iterable of ``(x, y)`` batches (a ``DataLoader``, a list), re-iterated
+                every epoch; or a map-style ``Dataset`` of ``(x, y)`` examples (such as
+                ``multirobust.data.digits()``'s), batched here in a shuffled order that depends
+                only on the trainer's seed and the epoch (so a resumed run is exact).
             epochs: number of epochs to run from where the trainer stands.
             on_epoch_end: called after each epoch (checkpointing, evaluation).
+            batch_size: the batch size for a ``Dataset`` (ignored for batches).
+
+        Progress: a tqdm bar on a terminal; without one (a log file, nohup, CI) one plain line
+        per epoch on stderr. ``progress=False`` on the Trainer silences both.
 
         Returns:
             The ``History`` of the steps run by this call.
@@ -336,33 +346,44 @@ class Trainer:
                 ``(x, y)`` pairs, before the first update.
         """
         _checks.integer_at_least("epochs", epochs, 1)
-        if not (hasattr(loader, "__iter__") or hasattr(loader, "__getitem__")):
+        dataset = _fit.is_dataset(loader) and not isinstance(loader, DataLoader)
+        if dataset:
+            _checks.integer_at_least("batch_size", batch_size, 1)
+            _fit.check_dataset(loader, "loader")  # type: ignore[arg-type]
+        elif not (hasattr(loader, "__iter__") or hasattr(loader, "__getitem__")):
             raise TypeError(
-                "loader must be an iterable of (x, y) batches, e.g. a DataLoader, got "
-                f"{type(loader).__name__}"
+                "loader must be an iterable of (x, y) batches, e.g. a DataLoader, or a Dataset "
+                f"of (x, y) examples, got {type(loader).__name__}"
             )
-        if epochs > 1 and _one_shot(loader):
+        if epochs > 1 and _fit.one_shot(loader):
             raise TypeError(
                 "loader is a one-shot iterator, spent after one epoch; pass a DataLoader or a "
                 "list for epochs > 1"
             )
         history = History()
-        show = sys.stderr.isatty() if self.progress is None else self.progress
-        bar = None
-        if show:
+        terminal = sys.stderr.isatty()
+        bar = lines = None
+        if self.progress or (self.progress is None and terminal):
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=epochs * _length(loader), desc="train", unit="batch")
+            per_epoch = -(-len(loader) // batch_size) if dataset else _fit.length(loader)
+            bar = tqdm(total=None if per_epoch is None else epochs * per_epoch, unit="batch")
+        elif self.progress is None:
+            lines = _fit.EpochLines(epochs)
         for _ in range(epochs):
-            seen = 0
-            for item in loader:
-                x, y = _unpack(item)
+            start = len(history)
+            batches = (
+                _fit.epoch_batches(loader, batch_size, self.seed, self.epochs_done)  # type: ignore[arg-type]
+                if dataset
+                else loader
+            )
+            for item in batches:
+                x, y = _fit.unpack(item)
                 history.records.append(self.step(x, y))
-                seen += 1
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{history.records[-1]['loss']:.3f}")
-            if seen == 0:
+            if len(history) == start:
                 spent = " (it did before: a one-shot iterator is spent after one pass)"
                 raise ValueError(
                     "loader yielded no batch"
@@ -370,6 +391,8 @@ class Trainer:
                     + "; pass a non-empty DataLoader or a list"
                 )
             self.epochs_done += 1
+            if lines is not None:
+                lines.epoch_end(self.epochs_done, History(history.records[start:]))
             if on_epoch_end is not None:
                 on_epoch_end(self, history)
         if bar is not None:
@@ -510,77 +533,3 @@ def _mean_over_ranks(t: Tensor) -> Tensor:
 
 def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def _one_shot(loader: Any) -> bool:
-    """A generator or a built-in iterator (``iter([...])``, ``zip``, ``map``): spent after one pass.
-    Other iterators may reset themselves in ``__iter__`` (prefetchers), so they are trusted."""
-    return inspect.isgenerator(loader) or (
-        isinstance(loader, Iterator) and type(loader).__module__ == "builtins"
-    )
-
-
-def _unpack(item: Any) -> tuple[Tensor, Tensor]:
-    if not isinstance(item, tuple | list) or len(item) != 2:
-        size = f" of length {len(item)}" if isinstance(item, tuple | list) else ""
-        raise TypeError(
-            f"the loader must yield (x, y) pairs of tensors, got {type(item).__name__}{size}"
-        )
-    return item[0], item[1]
-
-
-def _length(loader: Iterable[Any]) -> int | None:
-    try:
-        return len(loader)  # type: ignore[arg-type]
-    except TypeError:
-        return None
-
-
-def piecewise_linear(
-    optimizer: torch.optim.Optimizer,
-    epochs: list[float],
-    values: list[float],
-    steps_per_epoch: int,
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-batch learning rate interpolated linearly between ``(epoch, value)`` knots.
-
-    The paper's CIFAR-10 schedule is ``epochs=[0, 20, 40, 50]``, ``values=[0, 0.1, 0.005, 0]``.
-    The optimiser's own ``lr`` is ignored (the scheduler sets it).
-
-    Examples:
-        >>> import torch
-        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-        >>> sched = piecewise_linear(opt, [0, 1, 2], [0.0, 1.0, 0.0], steps_per_epoch=2)
-        >>> lrs = []
-        >>> for _ in range(4):
-        ...     opt.step()
-        ...     sched.step()
-        ...     lrs.append(round(opt.param_groups[0]["lr"], 2))
-        >>> lrs
-        [0.5, 1.0, 0.5, 0.0]
-    """
-    if len(epochs) != len(values) or len(epochs) < 2:
-        raise ValueError("epochs and values must be lists of the same length >= 2")
-    if any(b <= a for a, b in itertools.pairwise(epochs)):
-        raise ValueError(f"epochs must increase strictly, got {epochs}")
-    if not all(math.isfinite(v) and v >= 0 for v in values):
-        raise ValueError(f"values must be finite and >= 0, got {values}")
-    _checks.integer_at_least("steps_per_epoch", steps_per_epoch, 1)
-    for group in optimizer.param_groups:
-        group["lr"] = 1.0
-        group["initial_lr"] = 1.0
-
-    def lr_at(step: int) -> float:
-        t = step / steps_per_epoch
-        if t >= epochs[-1]:
-            return values[-1]
-        for (e0, v0), (e1, v1) in zip(
-            zip(epochs, values, strict=True),
-            zip(epochs[1:], values[1:], strict=True),
-            strict=True,
-        ):
-            if e0 <= t <= e1:
-                return v0 + (v1 - v0) * (t - e0) / (e1 - e0)
-        return values[0]
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)

@@ -17,7 +17,7 @@ from multirobust.players.base import (
     per_example,
 )
 from multirobust.players.l1_eval import L1Eval, l1_eval
-from multirobust.players.norms import L1, L2, Linf, l1, l2, linf
+from multirobust.players.norms import L1, L2, Linf, check_budget, l1, l2, linf
 
 __all__ = [
     "L1",
@@ -27,6 +27,7 @@ __all__ = [
     "L1Eval",
     "Linf",
     "Player",
+    "check_budget",
     "check_players",
     "check_settings",
     "flat",

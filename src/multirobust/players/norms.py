@@ -7,6 +7,7 @@ step size.
 """
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
@@ -337,6 +338,28 @@ class L1(_NormPlayer):
     def size(self, delta: Float[Tensor, " b *s"]) -> Float[Tensor, " b"]:
         """``||delta||_1`` per example."""
         return flat(delta).abs().sum(dim=1)
+
+
+def check_budget(player: object, eps: float, d: int) -> None:
+    """Refuse a built-in player's budget that covers the whole [0, 1]^d box (``mr.linf(eps=8.0)``
+    meant as 8/255): every input could reach any other, and robust accuracy would mean nothing.
+
+    Examples:
+        >>> check_budget(linf, 0.03, 64)
+        >>> check_budget(linf, 8.0, 64)
+        Traceback (most recent call last):
+        ...
+        ValueError: threat 'linf': eps=8 is >= 1 (the whole box), the diameter of the [0, 1] box of these 64-dimensional inputs in its norm, so every input can reach any other; pass a smaller eps (8/255 = 0.0314 for 8 grey levels)
+    """  # noqa: E501
+    limits = ((Linf, 1.0, "1 (the whole box)"), (L2, math.sqrt(d), f"sqrt(d) = {math.sqrt(d):.4g}"))
+    limits += ((L1, float(d), f"d = {d}"),)
+    for cls, limit, what in limits:
+        if isinstance(player, cls) and eps >= limit:
+            raise ValueError(
+                f"threat {player.name!r}: eps={eps:g} is >= {what}, the diameter of the [0, 1] box "
+                f"of these {d}-dimensional inputs in its norm, so every input can reach any other; "
+                f"pass a smaller eps ({eps:g}/255 = {eps / 255:.3g} for {eps:g} grey levels)"
+            )
 
 
 linf = Linf()
