@@ -5,11 +5,11 @@ import io
 
 import pytest
 import torch
-from test_training import L2, LINF, data, tiny_model
 from torch.utils.data import DataLoader, TensorDataset
 
 import multirobust as mr
 from multirobust import _fit
+from test_training import L2, LINF, data, tiny_model
 
 
 def trainer(**kw) -> mr.Trainer:

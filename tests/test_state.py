@@ -5,10 +5,10 @@ import copy
 
 import pytest
 import torch
-from test_training import L1, L2, LINF, data, tiny_model
 
 import multirobust as mr
 from multirobust import _state
+from test_training import L1, L2, LINF, data, tiny_model
 
 
 def trained(game, optimizer=torch.optim.SGD, scheduler: bool = False, **kw) -> mr.Trainer:
