@@ -3,11 +3,13 @@
 This file is the worked example of the guide "Defining a new threat-model player"
 (``docs/guide/new-player.md``); the test suite imports it and runs :func:`demo`.
 
-The l_0 player is additive (``x + delta``), so it shares the perturbation space of the built-in
-l_inf, l_2 and l_1 players and works in every aggregator, MSD included. Its budget ``eps`` counts
-pixels (a pixel is perturbed when any of its channels is); it is a float, as every budget is, and a
-budget policy may scale it (AdaptiveBudget's clamp gives ``[0.5, 2] * eps``): the projection keeps
-``floor(eps)`` pixels.
+The l_0 player is additive (``x + delta``): it subclasses ``mr.AdditivePlayer``, which supplies
+``zero``, ``draw``, ``apply``, the box clip ``box``, the checks of the common settings and
+``player(**changes)``, so it shares the perturbation space of the built-in l_inf, l_2 and l_1
+players and works in every aggregator, MSD included. Its budget ``eps`` counts pixels (a pixel is
+perturbed when any of its channels is); it is a float, as every budget is, and a budget policy may
+scale it (AdaptiveBudget's clamp gives ``[0.5, 2] * eps``): the projection keeps ``floor(eps)``
+pixels.
 
 Run it: ``python docs/examples/l0_player.py`` trains a small CNN on scikit-learn's digits with
 MSD + AdaptiveBudget over an l_inf and this l_0 player, then prints robust accuracies.
@@ -17,34 +19,18 @@ import dataclasses
 from typing import Any
 
 import torch
-from einops import rearrange
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
 import multirobust as mr
-from multirobust.projections import clip_to_box
+from multirobust import Budget
+from multirobust.players import per_example
+
 
 # --8<-- [start:player]
-Budget = float | Tensor  # a number, a 0-d tensor, or one value per example [b]
-
-
-def _per_pixel(value: Budget, x: Tensor) -> Tensor:
-    """A budget as a tensor broadcastable against ``[b, pixels]``."""
-    t = torch.as_tensor(value, device=x.device, dtype=x.dtype)
-    return t.reshape(-1, 1) if t.dim() == 1 else t
-
-
 @dataclasses.dataclass(frozen=True)
-class L0:
-    """The l_0 player: changes at most ``eps`` pixels of each image, each within [0, 1].
-
-    Attributes:
-        eps: the number of pixels the adversary may change (a float > 0; ``floor`` is used).
-        alpha: step size: the largest per-coordinate move of one step.
-        steps: default number of attack iterations.
-        restarts: default number of random restarts after the run from ``delta = 0``.
-        name: the player's name in a game.
-    """
+class L0(mr.AdditivePlayer):
+    """Changes at most ``floor(eps)`` pixels; a step moves the steepest coordinate by alpha."""
 
     eps: float = 5.0
     alpha: float = 0.5
@@ -52,72 +38,30 @@ class L0:
     restarts: int = 0
     name: str = "l0"
 
-    def __post_init__(self) -> None:
-        for field in ("eps", "alpha"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ValueError(f"{self.name}.{field} must be a number > 0, got {value!r}")
-            object.__setattr__(self, field, float(value))  # a Budget is a float, never an int
-
-    def __call__(self, **changes: Any) -> "L0":
-        """A copy with some settings changed, like the built-in players: ``l0(eps=10)``."""
-        return dataclasses.replace(self, **changes)
-
     def check_input(self, x: Tensor) -> None:
-        """Optional member: reject inputs that are not images ``[b, c, h, w]``, before attacking."""
         if x.dim() != 4:
             raise ValueError(f"{self.name} needs images [b, c, h, w], got shape {list(x.shape)}")
 
-    def init(self, x: Tensor, eps: Budget, generator: torch.Generator | None = None) -> Tensor:
-        """A random start: uniform noise on a random set of ``floor(eps)`` pixels."""
-        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return self.project(x, 2 * noise - 1, eps)
+    def init(self, x: Tensor, eps: Budget, generator: torch.Generator | None) -> Tensor:
+        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return self.project(x, 2 * u - 1, eps)  # uniform noise on a random floor(eps) pixels
 
-    def ascend(
-        self,
-        x: Tensor,
-        delta: Tensor,
-        grad: Tensor,
-        alpha: Budget,
-        generator: torch.Generator | None = None,
-    ) -> Tensor:
-        """``delta + alpha * grad / max|grad|``: the steepest coordinate moves by ``alpha``."""
-        scale = grad.flatten(1).abs().amax(dim=1)
-        scale = torch.where(scale > 0, scale, 1.0).reshape(-1, 1, 1, 1)
-        step = torch.as_tensor(alpha, device=x.device, dtype=x.dtype)
-        step = step.reshape(-1, 1, 1, 1) if step.dim() == 1 else step
-        return delta + step * grad / scale
+    def ascend(self, x: Tensor, delta: Tensor, grad: Tensor, alpha: Budget, noise: None) -> Tensor:
+        peak = grad.flatten(1).abs().amax(dim=1)  # no randomness: draw gives noise=None
+        return delta + per_example(alpha, x) * grad / per_example(peak.where(peak > 0, 1.0), x)
 
     def project(self, x: Tensor, delta: Tensor, eps: Budget) -> Tensor:
-        """The closest point with at most ``floor(eps)`` changed pixels and ``x + delta`` in [0, 1].
-
-        Exact: clip every coordinate into the box, then keep the ``floor(eps)`` pixels whose
-        clipped value removes the most squared distance to ``delta``; zero the others.
-        """
-        boxed = clip_to_box(x, delta)
-        gain = delta.pow(2) - (boxed - delta).pow(2)  # what keeping a coordinate saves
-        gain = rearrange(gain, "b c h w -> b (h w) c").sum(dim=2)
-        k = _per_pixel(eps, x).floor()
-        rank = gain.argsort(dim=1, descending=True).argsort(dim=1)  # 0 = most worth keeping
-        keep = (rank < k).to(x.dtype)
-        return boxed * rearrange(keep, "b (h w) -> b 1 h w", h=x.shape[2])
+        boxed = self.box(x, delta)  # exact: keep the pixels whose boxed value saves the most
+        gain = (delta.square() - (boxed - delta).square()).sum(dim=1, keepdim=True)
+        rank = gain.flatten(1).argsort(dim=1, descending=True).argsort(dim=1).view_as(gain)
+        return boxed * (rank < per_example(eps, x).floor())
 
     def size(self, delta: Tensor) -> Tensor:
-        """The number of changed pixels per example, ``[b]`` (in the units of ``eps``)."""
-        changed = rearrange(delta, "b c h w -> b (h w) c").abs().amax(dim=2) > 0
-        return changed.sum(dim=1).to(delta.dtype)
-
-    def apply(self, x: Tensor, delta: Tensor) -> Tensor:
-        """``x + delta`` in [0, 1]; the gradient passes straight through the clip.
-
-        (``project`` already keeps ``x + delta`` in the box; the clip only removes rounding.)
-        """
-        z = x + delta
-        return z.clamp(0, 1).detach() + (z - z.detach())
+        return (delta.abs().amax(dim=1) > 0).flatten(1).sum(dim=1).to(delta.dtype)
 
 
 l0 = L0()
-"""The l_0 player with its defaults; call it with keywords to change them."""
+"""The l_0 player with its defaults; call it with keywords to change them: ``l0(eps=10)``."""
 # --8<-- [end:player]
 
 
