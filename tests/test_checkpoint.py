@@ -255,3 +255,33 @@ def test_refusals_never_suggest_unsafe_loading(tmp_path, monkeypatch):
         message = str(caught.value)
         assert name in message and not any(h in message for h in UNSAFE_HINTS), message
     assert not (tmp_path / "pwned").exists()
+
+
+def test_load_model_reads_every_layout_a_run_leaves(tmp_path) -> None:
+    """One call loads a trained model: from a recipe's checkpoint (state under 'trainer'), a
+    Trainer.state_dict() or a model's own state_dict(); another architecture loads nothing."""
+    import multirobust as mr
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    trainer = mr.Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), mr.max_(mr.linf))
+    layouts = {
+        "recipe": {"trainer": trainer.state_dict(), "history": "[]"},
+        "trainer": trainer.state_dict(),
+        "model": model.state_dict(),
+    }
+    for name, state in layouts.items():
+        path = tmp_path / f"{name}.pt"
+        checkpoint.save(path, state)
+        loaded = checkpoint.load_model(
+            path, torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+        )
+        assert not loaded.training
+        assert torch.equal(loaded[1].weight, model[1].weight), name
+    other = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 5))
+    before = other[1].weight.clone()
+    with pytest.raises(ValueError, match="another model"):
+        checkpoint.load_model(tmp_path / "model.pt", other)
+    assert torch.equal(other[1].weight, before)
+    checkpoint.save(tmp_path / "none.pt", {"epoch": 3})
+    with pytest.raises(checkpoint.CheckpointError, match="holds no model weights"):
+        checkpoint.load_model(tmp_path / "none.pt", other)

@@ -24,7 +24,6 @@ Examples:
     ['multirobust_checkpoint', 'payload', 'sha256']
 """
 
-import ctypes
 import errno
 import hashlib
 import hmac
@@ -324,9 +323,7 @@ def _unwrap(path: str, outer: dict[str, Any], map_location: Any) -> Any:
             f"version reads format {_FORMAT}): written by a newer multirobust, or damaged. "
             "Upgrade multirobust, or resume from an older copy"
         )
-    n = payload.numel()
-    view = memoryview((ctypes.c_ubyte * n).from_address(payload.data_ptr()) if n else b"")
-    view = view.cast("B")
+    view = memoryview(payload.numpy())  # the mapped bytes themselves, not a copy
     if not hmac.compare_digest(hashlib.sha256(view).hexdigest(), digest):
         raise CheckpointError(
             f"checkpoint {path!r} is corrupted: the SHA-256 digest of its contents does not "
@@ -400,3 +397,39 @@ def _unreadable(path: str, e: BaseException) -> CheckpointError:
         f"checkpoint {path!r} could not be read ({detail}); it is truncated, corrupted, or not "
         f"a checkpoint. {_DAMAGED}"
     )
+
+
+def load_model(
+    path: str | os.PathLike[str], model: torch.nn.Module, map_location: Any = "cpu"
+) -> torch.nn.Module:
+    """Load a trained model's weights from a checkpoint into ``model``, and return it in eval mode.
+
+    ``path`` may hold a recipe run's checkpoint (``runs/.../checkpoint.pt``, the Trainer's state
+    under ``"trainer"``), a ``Trainer.state_dict()`` saved with ``save``, or a model's own
+    ``state_dict()`` saved with ``save``.
+
+    Raises:
+        CheckpointError: the file is not a checkpoint (see ``load``), or holds no model weights.
+        ValueError: the weights are of another architecture than ``model`` (nothing is loaded).
+
+    Examples:
+        >>> import tempfile, torch
+        >>> path = tempfile.mkdtemp() + "/model.pt"
+        >>> save(path, {"model": torch.nn.Linear(2, 2).state_dict()})
+        >>> load_model(path, torch.nn.Linear(2, 2)).training
+        False
+    """
+    from multirobust._state import check_same_model
+
+    state = load(path, map_location)
+    weights: Any = state.get("trainer", state)
+    if isinstance(weights, dict) and isinstance(weights.get("model"), dict):
+        weights = weights["model"]
+    if not weights or not all(isinstance(t, torch.Tensor) for t in weights.values()):
+        raise CheckpointError(
+            f"checkpoint {os.fspath(path)!r} holds no model weights (keys: {sorted(state)[:6]}); "
+            "pass a recipe's checkpoint.pt, a saved Trainer.state_dict() or a model's state_dict()"
+        )
+    check_same_model(weights, model.state_dict())
+    model.load_state_dict(weights)
+    return model.eval()
