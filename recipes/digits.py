@@ -10,6 +10,7 @@ table in the paper's layout (clean, per-threat and All accuracy) and a player-do
 """
 
 import argparse
+import glob
 import json
 import os
 import time
@@ -24,9 +25,12 @@ from multirobust.paper.experiment import (
     ADAPTIVE,
     METHODS,
     changed_settings,
+    claim_out,
     fit_with_checkpoints,
     make_game,
     plot_history,
+    read_json,
+    release_out,
     save_json,
 )
 
@@ -61,19 +65,66 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{flag}: unknown {unknown[0]!r}; choose from {', '.join(known)}")
     if args.smoke:
         args.epochs, args.msd_steps, args.eval_steps, args.eval_restarts = 1, 2, 3, 0
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        p.error(f"--out {args.out} is a file, not a folder")
-    config = os.path.join(args.out, "config.json")
-    if args.resume and os.path.exists(config):  # the kept results must be of the same settings
-        keys = ("epochs", "msd_steps", "eval_steps", "eval_restarts", "seed", "smoke")
-        changed = changed_settings(config, vars(args), keys)
-        if changed:
-            p.error(f"--resume: in {args.out}, {changed}; resume with them, or pick another --out")
+    # --out is held for the whole run (a second run into it is refused), after its checks.
+    problem = claim_out(args.out, lambda: out_problem(args))
+    if problem:
+        p.error(problem)
     return args
+
+
+# What a run is: a resumed run must be started with the same values, so that the kept results and
+# checkpoints are of its settings (--methods and --adaptive may change: a resume can add models).
+RUN_IDENTITY = ("epochs", "msd_steps", "eval_steps", "eval_restarts", "seed", "smoke")
+
+
+def out_problem(args: argparse.Namespace) -> str | None:
+    """Why ``--out`` cannot take this run, or ``None``: a run there without ``--resume``,
+    ``--resume`` with no run there, a run started with other settings, or unreadable results."""
+    config = os.path.join(args.out, "config.json")
+    results = os.path.join(args.out, "results.json")
+    checkpoints = glob.glob(os.path.join(glob.escape(args.out), "*", "checkpoint.pt"))
+    found = [n for n in (config, results) if os.path.exists(n)] + checkpoints
+    if not args.resume:
+        if found:
+            return (
+                f"--out {args.out} already holds a run ({os.path.relpath(found[0], args.out)}): "
+                "pass --resume to continue it, or another --out for a new run"
+            )
+        return None
+    if not os.path.exists(config):
+        if found:
+            return (
+                f"--resume: {args.out} has no config.json to check its settings against; "
+                "restore it, or delete the folder to start over"
+            )
+        return f"--resume: {args.out} holds no run (no config.json); drop --resume to start one"
+    changed = changed_settings(config, vars(args), RUN_IDENTITY)
+    if changed:
+        return f"--resume: in {args.out}, {changed}; resume with them, or pick another --out"
+    if os.path.exists(results):
+        try:
+            read_json(results, RESULTS_FIX.format(out=args.out))
+        except ValueError as e:
+            return f"--resume: {e}"
+    return None
+
+
+RESULTS_FIX = (
+    "delete it (--resume then evaluates every model again from its checkpoint), or delete "
+    "{out} to start over"
+)
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    try:
+        return run(args)
+    finally:
+        release_out(args.out)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Train, evaluate and tabulate every model into ``args.out``, which ``parse_args`` claimed."""
     players = PLAYERS
     if args.smoke:
         players = tuple(p(steps=2) for p in PLAYERS)
@@ -96,8 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
     path = os.path.join(args.out, "results.json")
     results = {}
     if args.resume and os.path.exists(path):
-        with open(path) as f:
-            results = json.load(f)
+        results = read_json(path, RESULTS_FIX.format(out=args.out))
     for method in args.methods.split(","):
         for ab in args.adaptive.split(","):
             name = method.upper() + ("" if ab == "none" else f"+AB {ab}")

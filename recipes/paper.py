@@ -72,7 +72,11 @@ def parse_args(dataset: str, argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
     if args.smoke:
         args.epochs, args.batch_size, args.eval_n = min(args.epochs, 2), 8, args.eval_n or 16
-    problem = out_problem(args, dataset)
+    # The rank that writes holds --out for the whole run: a second run into it is refused.
+    if os.environ.get("RANK", "0") == "0":
+        problem = ex.claim_out(args.out, lambda: out_problem(args, dataset))
+    else:
+        problem = out_problem(args, dataset)
     if problem:
         p.error(problem)
     return args
@@ -121,6 +125,14 @@ def out_problem(args: argparse.Namespace, dataset: str) -> str | None:
 
 def main(dataset: str, argv: list[str] | None = None) -> dict:
     args = parse_args(dataset, argv)
+    try:
+        return run(dataset, args)
+    finally:
+        ex.release_out(args.out)
+
+
+def run(dataset: str, args: argparse.Namespace) -> dict:
+    """Train and evaluate one run into ``args.out``, which ``parse_args`` has claimed."""
     dist = ex.init_distributed(args.device)
     if args.fast:
         args.amp, args.channels_last = True, True

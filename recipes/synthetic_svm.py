@@ -33,6 +33,7 @@ import torch
 from matplotlib.ticker import MaxNLocator
 
 from multirobust.paper import svm
+from multirobust.paper.claim import claim_out, release_out
 
 EXPECTED_DOMINANT = {"all-2mu": "linf", "l1-4mu": "l1", "l2-4mu": "l2"}  # paper, App. C.1
 FIGURE = {"all-2mu": "Fig. 3", "l1-4mu": "Fig. 4", "l2-4mu": "Fig. 5"}
@@ -92,8 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{flag} must be a finite number > 0, got {getattr(args, flag)}")
     if args.threads is not None and args.threads < 1:
         p.error(f"--threads must be >= 1, got {args.threads}")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        p.error(f"--out {args.out} is a file, not a folder")
+    problem = claim_out(args.out)  # held for the whole run: a second run into it is refused
+    if problem:
+        p.error(problem)
     return args
 
 
@@ -209,6 +211,14 @@ def plot(runs: list[svm.SVMRun], path: str, title: str) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    try:
+        return run_all(args)
+    finally:
+        release_out(args.out)
+
+
+def run_all(args: argparse.Namespace) -> dict:
+    """Every run asked for, into ``args.out``, which ``parse_args`` has claimed."""
     if args.smoke:
         args.n, args.d, args.epochs, args.gd_epochs = 1000, 40, 3, 8
     if args.threads is not None:

@@ -45,6 +45,20 @@ import paper
 paper.main("mnist", sys.argv[1:])
 """
 
+# Runs the MNIST recipe, but sleeps once its first checkpoint is saved (a run still under way).
+SLEEP_AFTER_FIRST_SAVE = """
+import sys, time
+sys.path.insert(0, "recipes")
+import multirobust.checkpoint as c
+save = c.save
+def save_then_sleep(path, state):
+    save(path, state)
+    time.sleep(600)
+c.save = save_then_sleep
+import paper
+paper.main("mnist", sys.argv[1:])
+"""
+
 
 def recipe(out: Path, *extra: str) -> subprocess.Popen[str]:
     cmd = [sys.executable, "recipes/mnist.py", *ARGS, "--out", str(out), *extra]
@@ -101,3 +115,34 @@ def test_sigkill_while_writing_a_checkpoint_then_resume(tmp_path):
     assert ckpt.load(cut / "checkpoint.pt")["trainer"]["epochs_done"] == 1  # the last good one
     finish(recipe(cut, "--resume"))
     assert_same(final_weights(tmp_path / "full"), final_weights(cut))
+
+
+def test_a_second_run_is_refused_until_the_first_is_killed(tmp_path):
+    """Two runs into one --out: the second is refused by name (it used to interleave the first's
+    metrics.jsonl and exit 0); once the first is SIGKILLed, the OS has dropped its lock."""
+    out = tmp_path / "run"
+    first = subprocess.Popen(
+        [sys.executable, "-c", SLEEP_AFTER_FIRST_SAVE, *ARGS, "--out", str(out)],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert (out / "run.lock").read_text().strip() == str(first.pid)
+    second = subprocess.run(
+        [sys.executable, "recipes/mnist.py", *ARGS, "--out", str(out), "--resume"],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
+    assert f"--out {out} is in use by another run (pid {first.pid})" in second.stderr
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    finish(recipe(out, "--resume"))  # the folder is free again, and the run ends
+    assert ckpt.load(out / "checkpoint.pt")["trainer"]["epochs_done"] == 2

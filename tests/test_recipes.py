@@ -384,3 +384,188 @@ def test_cifar10_loader_reads_files_in_torchvision_format(tmp_path, monkeypatch)
         ],
     )
     assert results["steps"] == 4 and "pgd" in results
+
+
+# -- one run per --out, and a run folder's files ------------------------------------------------
+
+# Every recipe, with the flags of its quickest run.
+RECIPES = {
+    "digits": ["recipes/digits.py", "--smoke", "--methods", "max", "--adaptive", "none"],
+    "mnist": ["recipes/mnist.py", "--smoke", "--fake-data", "--device", "cpu"],
+    "cifar10": ["recipes/cifar10.py", "--smoke", "--fake-data", "--device", "cpu"],
+    "cifar100": ["recipes/cifar100.py", "--smoke", "--fake-data", "--device", "cpu"],
+    "synthetic_svm": [
+        "recipes/synthetic_svm.py",
+        "--smoke",
+        "--setting",
+        "argmin",
+        "--aggregator",
+        "max",
+        "--budgets",
+        "all-2mu",
+    ],
+}
+
+# Holds --out the way a recipe does, until killed.
+HOLD_OUT = """
+import sys, time
+from multirobust.paper import experiment as ex
+assert ex.claim_out(sys.argv[1]) is None
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_a_busy_out_is_refused_by_name(recipe, tmp_path):
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_OUT, str(out)], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        refused = run(*RECIPES[recipe], "--out", str(out), timeout=120, returncode=2)
+    finally:
+        holder.kill()
+        holder.wait()
+    message = f"--out {out} is in use by another run (pid {holder.pid}); wait for it or pick"
+    assert message in refused.stderr, refused.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["run.lock"]  # nothing written
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_an_out_that_cannot_be_made_is_a_parser_error(recipe, tmp_path):
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "run"
+    refused = run(*RECIPES[recipe], "--out", str(out), timeout=120, returncode=2)
+    assert f"--out {out} cannot be written (NotADirectoryError" in refused.stderr
+    assert "pick a folder you can write to" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_an_out_under_a_read_only_folder_is_a_parser_error(capsys):
+    import digits as recipe
+
+    out = "/sys/multirobust-test-run"  # /sys is mounted read-only: root cannot write there either
+    try:
+        os.makedirs(out)
+    except PermissionError:
+        pass
+    else:
+        os.rmdir(out)
+        pytest.skip("/sys is writable here")
+    with pytest.raises(SystemExit) as e:
+        recipe.parse_args(["--smoke", "--out", out])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--out {out} cannot be written (PermissionError: " in err, err
+    assert "pick a folder you can write to, or make this one writable" in err
+
+
+@pytest.fixture(scope="module")
+def finished_digits(tmp_path_factory):
+    """A finished digits run of one model (MAX), and the flags that made it."""
+    import digits as recipe
+
+    out = tmp_path_factory.mktemp("digits") / "run"
+    flags = ["--smoke", "--methods", "max", "--adaptive", "none"]
+    recipe.main([*flags, "--out", str(out)])
+    return out, flags
+
+
+def test_digits_refuses_to_overwrite_or_mix_a_finished_run(finished_digits, tmp_path, capsys):
+    import digits as recipe
+
+    out = tmp_path / "run"
+    shutil.copytree(finished_digits[0], out)
+    flags = [*finished_digits[1], "--out", str(out)]
+    config, results = (out / "config.json").read_text(), (out / "results.json").read_text()
+    for argv, message in [
+        (flags, "already holds a run (config.json): pass --resume to continue it"),
+        ([*flags, "--seed", "1"], "already holds a run (config.json)"),
+        ([*flags, "--resume", "--seed", "1"], "the run was started with seed=0, not seed=1"),
+        ([*flags[:-1], str(tmp_path / "typo"), "--resume"], "holds no run (no config.json)"),
+    ]:
+        with pytest.raises(SystemExit) as e:  # before any data is loaded
+            recipe.main(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err, argv
+    assert (out / "config.json").read_text() == config
+    assert (out / "results.json").read_text() == results
+    assert not (tmp_path / "typo").exists()
+
+
+def test_digits_resume_names_a_half_written_results_file(finished_digits, tmp_path, capsys):
+    import digits as recipe
+
+    out = tmp_path / "run"
+    shutil.copytree(finished_digits[0], out)
+    text = (out / "results.json").read_text()
+    (out / "results.json").write_text(text[: len(text) // 2])
+    with pytest.raises(SystemExit) as e:
+        recipe.main([*finished_digits[1], "--out", str(out), "--resume"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert f"{out}/results.json is not valid JSON (a write cut short?: " in err, err
+    assert "delete it (--resume then evaluates every model again from its checkpoint), or " in err
+
+
+def test_digits_resume_names_a_checkpoint_that_is_not_a_recipes(finished_digits, tmp_path):
+    import digits as recipe
+
+    out = tmp_path / "run"
+    shutil.copytree(finished_digits[0], out)
+    path = out / "MAX" / "checkpoint.pt"
+    ckpt.save(path, ckpt.load(path)["trainer"]["model"])  # a bare state_dict
+    with pytest.raises(ckpt.CheckpointError, match=f"{path} is not a recipe checkpoint"):
+        recipe.main([*finished_digits[1], "--out", str(out), "--resume"])
+
+
+def _tiny_trainer(log_path: Path):
+    import multirobust as mr
+    from multirobust.paper.experiment import make_game
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    game = make_game([mr.linf(eps=0.1, alpha=0.05, steps=1)], "max")
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    return mr.Trainer(net, opt, game, log_path=log_path)
+
+
+BATCHES = [(torch.rand(8, 1, 8, 8), torch.randint(0, 3, (8,)))] * 2
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ("state_dict", "is not a recipe checkpoint: it holds {'1.bias', '1.weight'}, not the"),
+        ("no history", "is not a recipe checkpoint: it holds {'trainer'}, not the 'trainer' and"),
+        ("history not JSON", "its 'history' is not valid JSON (Unterminated string"),
+    ],
+)
+def test_resume_refuses_a_checkpoint_it_did_not_write(state, message, tmp_path):
+    from multirobust.paper import experiment as ex
+
+    trainer = _tiny_trainer(tmp_path / "metrics.jsonl")
+    saved = {
+        "state_dict": trainer.module.state_dict(),
+        "no history": {"trainer": trainer.state_dict()},
+        "history not JSON": {"trainer": trainer.state_dict(), "history": '[{"step": 0, "lo'},
+    }[state]
+    ckpt.save(tmp_path / "checkpoint.pt", saved)
+    with pytest.raises(ckpt.CheckpointError) as e:
+        ex.fit_with_checkpoints(trainer, BATCHES, 1, tmp_path, resume=True)
+    assert str(e.value).startswith(f"{tmp_path / 'checkpoint.pt'}") and message in str(e.value)
+    assert trainer.epochs_done == 0  # nothing loaded
+
+
+def test_resume_replaces_a_half_written_metrics_file(tmp_path):
+    from multirobust.paper import experiment as ex
+
+    ex.fit_with_checkpoints(_tiny_trainer(tmp_path / "metrics.jsonl"), BATCHES, 1, tmp_path)
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "lo')  # a run killed while logging a step of its second epoch
+    ex.fit_with_checkpoints(
+        _tiny_trainer(tmp_path / "metrics.jsonl"), BATCHES, 2, tmp_path, resume=True
+    )
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]

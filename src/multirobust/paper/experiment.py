@@ -1,6 +1,7 @@
 """What the recipes share, in one namespace: the paper's settings and games
 (``multirobust.paper.settings``), checkpointed runs and their files (``multirobust.paper.runs``),
-``torchrun`` set-up (``multirobust.paper.distributed``) and run plots (``multirobust.paper.plots``).
+one run per ``--out`` at a time (``multirobust.paper.claim``), ``torchrun`` set-up
+(``multirobust.paper.distributed``) and run plots (``multirobust.paper.plots``).
 
 Examples:
     >>> from multirobust.paper import experiment as ex
@@ -11,9 +12,10 @@ Examples:
     'l2'
 """
 
+from multirobust.paper.claim import LOCK_FILE, claim_out, release_out
 from multirobust.paper.distributed import Distributed, init_distributed, weights_digest
 from multirobust.paper.plots import plot_history
-from multirobust.paper.runs import changed_settings, fit_with_checkpoints, save_json
+from multirobust.paper.runs import changed_settings, fit_with_checkpoints, read_json, save_json
 from multirobust.paper.settings import (
     ADAPTIVE,
     METHODS,
@@ -27,10 +29,12 @@ from multirobust.paper.settings import (
 
 __all__ = [
     "ADAPTIVE",
+    "LOCK_FILE",
     "METHODS",
     "Distributed",
     "Settings",
     "changed_settings",
+    "claim_out",
     "fit_with_checkpoints",
     "init_distributed",
     "make_game",
@@ -39,6 +43,8 @@ __all__ = [
     "paper_schedule",
     "paper_settings",
     "plot_history",
+    "read_json",
+    "release_out",
     "save_json",
     "weights_digest",
 ]

@@ -45,14 +45,18 @@ def fit_with_checkpoints(
 
     Returns:
         The history of every step of the run, including resumed ones.
+
+    Raises:
+        multirobust.checkpoint.CheckpointError: with ``resume``, ``out/checkpoint.pt`` cannot be
+            read, or was not written by this function (a bare ``state_dict``, say).
     """
     _checks.integer_at_least("epochs", epochs, 1)
     path = os.path.join(os.fspath(out), "checkpoint.pt")
     records: list[dict[str, Any]] = []
     if resume and os.path.exists(path):
         state = checkpoint.load(path, map_location=trainer.device)
+        records = _recipe_state(path, state)
         trainer.load_state_dict(state["trainer"])
-        records = json.loads(state["history"])
         if is_main and trainer.log_path is not None:
             with open(trainer.log_path, "w") as f:
                 f.writelines(json.dumps(r) + "\n" for r in records)
@@ -67,6 +71,49 @@ def fit_with_checkpoints(
             state = {"trainer": trainer.state_dict(), "history": json.dumps(history.records)}
             checkpoint.save(path, state)
     return history
+
+
+def _recipe_state(path: str, state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The step records of a checkpoint ``fit_with_checkpoints`` wrote; a clear error otherwise."""
+    if not isinstance(state.get("trainer"), dict) or not isinstance(state.get("history"), str):
+        keys = sorted(map(str, state))
+        shown = ", ".join(map(repr, keys[:4])) + (", ..." if len(keys) > 4 else "")
+        raise checkpoint.CheckpointError(
+            f"{path} is not a recipe checkpoint: it holds {{{shown}}}, not the 'trainer' and "
+            "'history' that fit_with_checkpoints writes (a bare state_dict?); move it out of the "
+            "run folder, or pick another --out"
+        )
+    try:
+        records = json.loads(state["history"])
+    except ValueError as e:
+        raise checkpoint.CheckpointError(
+            f"{path}: its 'history' is not valid JSON ({e}); delete the checkpoint to train "
+            "from the start, or pick another --out"
+        ) from e
+    return records
+
+
+def read_json(path: str | os.PathLike[str], fix: str) -> Any:
+    """Read a run's JSON file; one that is not valid JSON (half-written, say) raises a
+    ``ValueError`` naming the file and ``fix``.
+
+    Examples:
+        >>> import tempfile
+        >>> path = tempfile.mkdtemp() + "/results.json"
+        >>> _ = open(path, "w").write('{"MAX": {"cle')
+        >>> read_json(path, "delete it")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: .../results.json is not valid JSON (a write cut short?: ...); delete it
+    """
+    with open(path) as f:
+        text = f.read()
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise ValueError(
+            f"{os.fspath(path)} is not valid JSON (a write cut short?: {e}); {fix}"
+        ) from None
 
 
 def save_json(path: str | os.PathLike[str], obj: Any) -> None:
