@@ -9,7 +9,6 @@ Examples:
 """
 
 import itertools
-import math
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -19,7 +18,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from multirobust import _checks
-from multirobust.players import L1, L2, Linf, Player
+from multirobust._fit import check_dataset, is_dataset
 
 
 class _NoBar:
@@ -108,6 +107,10 @@ def _batches(
             )
         total = int(x.shape[0])
         source = iter([(x, y)])
+    elif is_dataset(data):
+        check_dataset(data, "data")  # type: ignore[arg-type]
+        total = len(data)  # type: ignore[arg-type]
+        source = _loader_batches(DataLoader(data, batch_size=batch_size))  # type: ignore[arg-type]
     elif isinstance(data, tuple | list) and len(data) == 2 and any(map(_array_like, data)):
         name, t = ("x", data[0]) if _array_like(data[0]) else ("y", data[1])
         raise TypeError(
@@ -116,7 +119,8 @@ def _batches(
         )
     else:
         raise TypeError(
-            "data must be a torch DataLoader of (x, y) batches or a pair (x, y) of tensors, got "
+            "data must be a torch DataLoader of (x, y) batches, a Dataset of (x, y) examples or "
+            "a pair (x, y) of tensors, got "
             f"{type(data).__name__}"
         )
     if n is not None:
@@ -150,16 +154,3 @@ def _model_device(model: nn.Module) -> torch.device:
     for t in itertools.chain(model.parameters(), model.buffers()):
         return t.device
     return torch.device("cpu")
-
-
-def _check_budget(player: Player, eps: float, d: int) -> None:
-    """Reject budgets that make no sense for inputs in [0, 1]^d."""
-    limits = ((Linf, 1.0, "1 (the whole box)"), (L2, math.sqrt(d), f"sqrt(d) = {math.sqrt(d):.4g}"))
-    limits += ((L1, float(d), f"d = {d}"),)
-    for cls, limit, what in limits:
-        if isinstance(player, cls) and eps >= limit:
-            raise ValueError(
-                f"threat {player.name!r}: eps={eps:g} is >= {what}, the diameter of the [0, 1] box "
-                f"of these {d}-dimensional inputs in its norm, so every input can reach any other; "
-                "pass a smaller eps"
-            )

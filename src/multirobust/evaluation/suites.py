@@ -30,12 +30,27 @@ from multirobust.evaluation.autoattack import (
     default_seed,
     require_autoattack,
 )
-from multirobust.evaluation.batches import _batches, _check_budget, _model_device, _progress_bar
-
-from multirobust.evaluation.masking import OVERLOOKED_SHARE, _model_checks, _warn
+from multirobust.evaluation.batches import _batches, _model_device, _progress_bar
+from multirobust.evaluation.masking import (
+    OVERLOOKED_SHARE,
+    SAMPLE,
+    Crosscheck,
+    _model_checks,
+    _warn,
+)
 from multirobust.evaluation.protocol import _pgd_correct
 from multirobust.evaluation.reports import Report
-from multirobust.players import L1, L1Eval, Player, check_players, l1, l1_eval, l2, linf
+from multirobust.players import (
+    L1,
+    L1Eval,
+    Player,
+    check_budget,
+    check_players,
+    l1,
+    l1_eval,
+    l2,
+    linf,
+)
 
 SUITES = ("pgd", "pgd-strong", "apgd", "autoattack")
 """The accepted ``suite`` names of ``evaluate`` and ``robustness_curve``."""
@@ -159,8 +174,12 @@ def _run(
     seed: int | None,
     progress: bool | None,
     checks: bool,
+    counts: dict[str, Any] | None = None,
 ) -> tuple[Tensor, Tensor, dict[str, Tensor], list[str]]:
-    """Attack batch by batch; per task key, whether each example stays correct."""
+    """Attack batch by batch; per task key, whether each example stays correct.
+
+    ``counts``, if given, receives per task key what the sampled masking checks counted.
+    """
     batches, total = _batches(data, n, batch_size)
     first = next(batches, None)
     if first is None:
@@ -174,7 +193,7 @@ def _run(
     check_batch(model, x0, y0, players)
     d = x0[0].numel()
     for t in tasks:
-        _check_budget(t.player, t.eps, d)
+        check_budget(t.player, t.eps, d)
     found: list[str] = []
     if checks:
         with frozen_model(model):
@@ -185,9 +204,16 @@ def _run(
         for i, t in enumerate(tasks)
     }
     check_generator = make_generator(device, None if seed is None else seed + len(tasks))
+    # The sample of the descent check and the DLR cross-check: seeded, on the CPU.
+    sample_generator = make_generator(
+        torch.device("cpu"), None if seed is None else seed + len(tasks) + 2
+    )
+    cross_generator = make_generator(device, None if seed is None else seed + len(tasks) + 1)
     aa_seed = default_seed(seed)
     labels, clean, correct = [], [], {t.key: [] for t in tasks}
     overlooked = dict.fromkeys((t.key for t in tasks), 0)
+    crosschecks = {t.key: Crosscheck(t.label, t.steps, restarts) for t in tasks}
+    sampled = 0
     bar = _progress_bar(progress, None if total is None else total * len(tasks))
     try:
         with frozen_model(model):
@@ -198,6 +224,11 @@ def _run(
                     ok_clean = model(x).argmax(dim=1) == y
                 labels.append(y.cpu())
                 clean.append(ok_clean.cpu())
+                take = min(SAMPLE - sampled, int(y.shape[0])) if checks and pgd_suite else 0
+                sample = torch.randperm(int(y.shape[0]), generator=sample_generator)[:take]
+                sample = sample.sort().values.to(device)
+                sampled += take
+                sample = sample[ok_clean[sample]]
                 for t in tasks:
                     bar.set_description(f"{suite} {t.key}")
                     if pgd_suite:
@@ -217,6 +248,18 @@ def _run(
                                 model, x, y, eps=t.eps, alpha=t.eps, generator=check_generator
                             )
                             overlooked[t.key] += int((ok & weak.success).sum())
+                        if sample.numel():
+                            broken = crosschecks[t.key].run(
+                                model,
+                                t.player,
+                                x[sample],
+                                y[sample],
+                                ok[sample],
+                                eps=t.eps,
+                                alpha=t.alpha,
+                                generator=cross_generator,
+                            )
+                            ok[sample[broken]] = False  # broken by any attack: not robust
                     else:
                         version = "standard" if suite == "autoattack" else "apgd"
                         ok, messages = autoattack_correct(
@@ -244,6 +287,10 @@ def _run(
                 "a stronger one): signs of gradient masking, or of too few steps or too small a "
                 "step size to reach the budget; robust accuracy is overestimated"
             )
+    for t in tasks:
+        found += crosschecks[t.key].messages()
+        if counts is not None and sampled:
+            counts[t.key] = crosschecks[t.key].counts()
     result = {k: torch.cat(v) for k, v in correct.items()}
     return y_all, torch.cat(clean), result, found
 
@@ -274,7 +321,10 @@ def evaluate(
 
     Before any attack the first batch is checked for softmax outputs, randomness and zero input
     gradients; PGD suites also try a single step of size eps, which must not break what PGD
-    missed. What these checks find is in ``report.warnings`` and warned as RobustnessWarning.
+    missed, and on a seeded sample of at most 64 examples per threat check that a small ascent
+    step raises the loss and cross-check with PGD on the scale-invariant DLR loss: what the
+    cross-check breaks counts as broken (``masking.py``, ``docs/evaluation.md``). What these
+    checks find is in ``report.warnings`` and warned as RobustnessWarning.
 
     Args:
         model: a classifier of inputs in [0, 1] returning logits; left exactly as found.
@@ -288,7 +338,8 @@ def evaluate(
         batch_size: the most examples attacked at once (larger loader batches are split).
         seed: seed of the random starts (and AutoAttack's); ``None`` draws one from torch.
         progress: a tqdm bar over batches and threats; ``None``: only on a terminal.
-        checks: run the masking checks.
+        checks: run the masking checks (``False``: neither their warnings nor the examples the
+            DLR cross-check breaks).
 
     Returns:
         A ``Report``.
@@ -298,6 +349,7 @@ def evaluate(
         ImportError: for the AutoAttack suites without pyautoattack.
     """
     players = _validate(model, threats, suite, restarts, steps, batch_size, seed)
+    counts: dict[str, Any] = {}
     tasks = []
     for p in players:
         s = steps.get(p.name, p.steps) if isinstance(steps, Mapping) else steps or p.steps
@@ -313,6 +365,7 @@ def evaluate(
         seed=seed,
         progress=progress,
         checks=checks,
+        counts=counts,
     )
     if suite == "pgd" and any(isinstance(p, L1) and not isinstance(p, L1Eval) for p in players):
         found.append(SPARSE_L1_NOTE)
@@ -323,6 +376,8 @@ def evaluate(
         "batch_size": batch_size,
         "n": int(labels.shape[0]),
     }
+    if counts:
+        settings["masking_checks"] = {"sample": SAMPLE, "counts": counts}
     return Report(suite, labels, clean, correct, settings, _warn(found))
 
 
