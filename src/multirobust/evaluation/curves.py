@@ -18,7 +18,7 @@ from jaxtyping import Bool, Int
 from torch import Tensor, nn
 
 from multirobust import _checks
-from multirobust.evaluation.masking import OVERLOOKED_SHARE, _warn
+from multirobust.evaluation.masking import OVERLOOKED_SHARE, SAMPLE, _warn
 from multirobust.evaluation.reports import _bits, _dump, _load, _share
 from multirobust.evaluation.suites import _describe, _run, _Task, _validate
 from multirobust.players import Player
@@ -213,6 +213,7 @@ def robustness_curve(
         _Task(str(i), player, b, float(player.alpha) * b / float(player.eps), int(s))
         for i, b in enumerate(grid)
     ]
+    counts: dict[str, Any] = {}
     labels, clean, correct, found = _run(
         model,
         data,
@@ -224,6 +225,7 @@ def robustness_curve(
         seed=seed,
         progress=progress,
         checks=checks,
+        counts=counts,
     )
     table_ = torch.stack([correct[t.key] for t in tasks])
     # A larger ball contains a smaller one: correct at a larger budget but not at a smaller one.
@@ -243,6 +245,8 @@ def robustness_curve(
         "n": total,
     }
     settings.pop("eps")
+    if counts:
+        settings["masking_checks"] = {"sample": SAMPLE, "counts": counts}
     curve = Curve(player.name, suite, tuple(grid), labels, clean, table_, settings, _warn(found))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
