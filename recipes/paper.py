@@ -66,6 +66,12 @@ def parse_args(dataset: str, argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--smoke", action="store_true", help="tiny data and attacks (a minute on CPU)")
     args = p.parse_args(argv)
+    if (args.fast or (args.device or "").startswith("cuda")) and not torch.cuda.is_available():
+        flag = "--fast" if args.fast else f"--device {args.device}"
+        p.error(
+            f"{flag} needs a CUDA GPU and this machine has none (it would compile for minutes on "
+            "the CPU); on a CPU leave it out, or pass --compile default for compiled fp32"
+        )
     for flag in ("epochs", "batch_size", "eval_n"):  # checked before any download or step
         value = getattr(args, flag)
         if value is not None and value < 1:

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from multirobust import _checks, _fit, _state
 from multirobust._compile import COMPILE_MODES
+from multirobust._hardware import warn_if_emulated_bf16
 from multirobust.aggregators import Aggregator, Perturbed, check_aggregator
 from multirobust.attacks import check_batch
 from multirobust.budgets import POLICY_MEMBERS, BudgetPolicy, fixed
@@ -70,7 +71,8 @@ class Trainer:
             (``"max-autotune"`` runs it as
             ``"max-autotune-no-cudagraphs"``). Compilation happens on first use (seconds to a
             minute); budgets are tensors, so changing them never recompiles.
-        amp: run forward passes under bf16 autocast.
+        amp: run forward passes under bf16 autocast (on a CPU only where it computes bf16
+            natively: elsewhere it is emulated and several times slower, and a warning says so).
         channels_last: convert the model and inputs to channels-last memory format (4-d inputs).
         seed: seed of the trainer's generator (random starts, the l_1 step's random k).
         log_path: append every step's record to this JSONL file.
@@ -157,6 +159,8 @@ class Trainer:
         self.log_path, self.progress = log_path, progress
         self.max_consecutive_skips = max_consecutive_skips
         self.device = _model_device(model)
+        if amp:
+            warn_if_emulated_bf16(self.device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
