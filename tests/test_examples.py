@@ -6,6 +6,7 @@ under a 2-rank gloo torchrun."""
 import importlib.util
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -158,6 +159,17 @@ def test_equal_losses_update_follows_its_formula(ex) -> None:
     for bad in ({"power": 0.0}, {"power": math.inf}, {"clamp": (2.0, 3.0)}, {"clamp": (0.5,)}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             ex["equal_losses"].equal_losses(policy.aggregator, **bad)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_guides_code_that_uses_the_example_runs(ex, name: str) -> None:
+    page = {"random_player": "new-aggregator.md", "equal_losses": "new-policy.md"}[name]
+    text = (ROOT / "docs" / "guide" / page).read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+    blocks = [b for b in blocks if f"from {name} import" in b]
+    assert blocks, f"{page} has no block importing {name}"
+    for block in blocks:
+        exec(compile(block, page, "exec"), {})
 
 
 # -- training with the Trainer ------------------------------------------------------------

@@ -78,7 +78,7 @@ PLAYERS = (  # the digits recipe's players (recipes/digits.py)
 )
 
 
-def demo(epochs: int = 2, n_test: int = 256, steps: int = 10, seed: int = 0) -> dict:
+def demo(epochs: int = 1, n_test: int = 256, steps: int = 10, seed: int = 0) -> dict:
     """Train a digits CNN with SAT over ``PLAYERS``, logging domination; evaluate it with PGD."""
     from multirobust.data import digits
     from multirobust.models import DigitsCNN
@@ -87,12 +87,14 @@ def demo(epochs: int = 2, n_test: int = 256, steps: int = 10, seed: int = 0) -> 
     train, test = digits(seed=seed)
     players = tuple(p(steps=steps) for p in PLAYERS)
     model = DigitsCNN()
-    game = mr.fixed(random_player(*players), track_domination=True)
+    game = mr.fixed(random_player(*players), track_domination=True, probe_steps=2)
     trainer = mr.Trainer(model, torch.optim.Adam(model.parameters(), lr=1e-3), game, seed=seed)
     history = trainer.fit(train, epochs=epochs, batch_size=64)
     drawn = {name: int(sum(g)) for name, g in mr.diagnostics.trajectory(history, "gamma").items()}
     x, y = test.tensors[0][:n_test], test.tensors[1][:n_test]
-    report = mr.evaluate(model, (x, y), players, restarts=0, progress=False, checks=False)
+    report = mr.evaluate(
+        model, (x, y), players, "pgd-strong", restarts=0, progress=False, checks=False
+    )
     return {"history": history, "drawn": drawn, "report": report}
 
 
