@@ -9,10 +9,9 @@ import pytest
 import torch
 
 import multirobust as mr
-from multirobust import attacks, gradients
+from multirobust import _compile, gradients
 from multirobust.aggregators import msd_iteration
 from multirobust.attacks import pgd_iteration, pgd_score
-from multirobust.players import step_randomness
 from test_training import L1, L2, LINF
 from test_training import tiny_model as model
 
@@ -27,7 +26,7 @@ def test_attack_iterations_and_player_gradients_trace_as_one_graph():
     x, y = torch.rand(4, 1, 6, 6, generator=g), torch.randint(0, 5, (4,), generator=g)
     agg = mr.msd(*PLAYERS)
     eps, alpha = agg.base_budgets()
-    rngs = tuple(step_randomness(p, x, g) for p in PLAYERS)
+    rngs = tuple(p.draw(x, g) for p in PLAYERS)
     with torch.no_grad():
         explained = [
             torch._dynamo.explain(msd_iteration)(net, PLAYERS, x, y, x * 0, eps, alpha, rngs)
@@ -101,7 +100,7 @@ def test_compiled_attacks_score_their_last_iterate_compiled(monkeypatch):
 
         return wrapped
 
-    monkeypatch.setattr(attacks, "_compiled", fake_compile)
+    monkeypatch.setattr(_compile, "_compiled", fake_compile)
     net, g = model().eval(), torch.Generator().manual_seed(0)
     x, y = torch.rand(4, 1, 6, 6, generator=g), torch.randint(0, 5, (4,), generator=g)
     mr.max_(*PLAYERS).perturb(net, x, y, generator=g, compiled=True)
