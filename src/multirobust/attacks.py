@@ -332,7 +332,7 @@ class PGD:
 def pgd(
     player: Player, steps: int | None = None, restarts: int | None = None, keep: str = "max-loss"
 ) -> PGD:
-    """PGD with one player (spec §2): ``pgd(mr.linf)(model, x, y)`` returns adversarial inputs.
+    """PGD with one player (paper Sec. 3): ``pgd(mr.linf)(model, x, y)`` returns adversarial inputs.
 
     Args:
         player: the threat model.
