@@ -79,7 +79,7 @@ def test_every_reference_directive_names_something_that_exists() -> None:
 def _attribute_docstrings() -> dict[str, str]:
     """Docstrings of module-level assignments (``x = ...`` then a string), read from the source."""
     docs: dict[str, str] = {}
-    for file in PACKAGE.glob("*.py"):
+    for file in PACKAGE.rglob("*.py"):
         body = ast.parse(file.read_text()).body
         for node, after in itertools.pairwise(body):
             targets = (
@@ -124,8 +124,9 @@ def _fenced_python(page: Path) -> list[str]:
 @pytest.mark.parametrize(
     "page", sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")), ids=str
 )
-def test_interactive_examples_in_the_pages_are_right(page: str) -> None:
-    """Every fenced ``>>>`` session in a page runs and prints what the page says."""
+def test_interactive_examples_in_the_pages_are_right(page: str, untyped) -> None:
+    """Every fenced ``>>>`` session in a page runs and prints what the page says, as users (who
+    run without the test run's type checker) see it."""
     parser, runner = doctest.DocTestParser(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
     for i, block in enumerate(b for b in _fenced_python(DOCS / page) if ">>>" in b):
         test = parser.get_doctest(block, {}, f"{page}[{i}]", page, 0)
