@@ -172,7 +172,7 @@ def _one_run(
         if t + 1 not in marks:
             continue
         if sparse is not None:
-            support = (flat(run.best) != 0).sum(dim=1).to(loss.dtype)
+            support = S.support(run.best, eps).to(loss.dtype)
             reset = support < S.SPARSE_SUPPORT_DROP * support_at_mark
             k = S.sparsity(support, n)
             shrunk = eta / S.SPARSE_STEP_SHRINK

@@ -31,6 +31,7 @@ SPARSE_EVERY = 0.04
 SPARSE_STEP_SHRINK = 1.5
 SPARSE_MIN_STEP = 0.1
 SPARSE_SUPPORT_DROP = 0.95
+SUPPORT_TOL = 1e-6
 
 
 def checkpoints(steps: int) -> tuple[int, ...]:
@@ -152,6 +153,19 @@ def first_sparsity(x: Tensor) -> Int[Tensor, " b"]:
     """APGD-L1's first ``k``: 20% of each input's coordinates (at least 1)."""
     n = x[0].numel()
     return torch.full((x.shape[0],), max(math.ceil(SPARSE_SHARE * n), 1), device=x.device)
+
+
+def support(delta: Float[Tensor, " b *s"], eps: Float[Tensor, " b"]) -> Int[Tensor, " b"]:
+    """The number of coordinates ``delta`` uses, per example: those above ``1e-6 * eps``.
+
+    The l_1 projection leaves coordinates it cancels at rounding noise rather than exactly 0;
+    counted, they would hold the sparsity up.
+
+    Examples:
+        >>> support(torch.tensor([[0.5, 1e-9, -0.2]]), torch.tensor([1.0]))
+        tensor([2])
+    """
+    return (flat(delta).abs() > SUPPORT_TOL * eps[:, None].to(delta.dtype)).sum(dim=1)
 
 
 def sparsity(support: Float[Tensor, " b"], n: int) -> Int[Tensor, " b"]:
