@@ -10,6 +10,7 @@ N times larger than the paper's unless you divide it).
 import argparse
 import json
 import os
+import sys
 import time
 import weakref
 
@@ -27,7 +28,13 @@ def parse_args(dataset: str, argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=f"The paper's {dataset} experiment.")
     p.add_argument("--method", choices=ex.METHODS, default="msd", help="aggregator")
     p.add_argument("--adaptive", choices=ex.ADAPTIVE, default="none", help="AdaptiveBudget norm")
-    p.add_argument("--timing", choices=("same-batch", "lagged"), default="same-batch")
+    p.add_argument(
+        "--timing",
+        choices=("same-batch", "lagged"),
+        default="same-batch",
+        help="AdaptiveBudget's timing: same-batch (the paper's: budgets from this batch's "
+        "attacks) or lagged (budgets from the previous batch: faster); default: %(default)s",
+    )
     p.add_argument("--data-dir", default="data", help="torchvision data folder")
     p.add_argument("--fake-data", action="store_true", help="random tensors of the right shapes")
     p.add_argument("--out", default=f"runs/{dataset}", help="output folder")
@@ -41,7 +48,9 @@ def parse_args(dataset: str, argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=s.batch_size, help="per rank")
     p.add_argument("--eval-n", type=int, default=None, help="test images to evaluate (all)")
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument(
+        "--channels-last", action="store_true", help="channels-last memory format (GPU speed)"
+    )
     p.add_argument(
         "--compile",
         choices=("none", "default", "reduce-overhead"),
@@ -57,7 +66,9 @@ def parse_args(dataset: str, argv: list[str] | None) -> argparse.Namespace:
         "(docs/performance.md)",
     )
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the model, data order and attacks (default 0)"
+    )
     p.add_argument(
         "--resume",
         action="store_true",
@@ -77,6 +88,8 @@ def parse_args(dataset: str, argv: list[str] | None) -> argparse.Namespace:
         if value is not None and value < 1:
             p.error(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
     if args.smoke:
+        if args.epochs > 2 and args.epochs != p.get_default("epochs"):
+            print(f"--smoke: training 2 epochs, not the {args.epochs} of --epochs", file=sys.stderr)
         args.epochs, args.batch_size, args.eval_n = min(args.epochs, 2), 8, args.eval_n or 16
     # The rank that writes holds --out for the whole run: a second run into it is refused.
     if os.environ.get("RANK", "0") == "0":
@@ -157,8 +170,15 @@ def run(dataset: str, args: argparse.Namespace) -> dict:
             fake_dataset(dataset, 16 if args.smoke else 10_000, seed=1),
         )
     else:
-        train = torchvision_dataset(dataset, args.data_dir, train=True, augment=True)
-        test = torchvision_dataset(dataset, args.data_dir, train=False)
+        try:
+            train = torchvision_dataset(dataset, args.data_dir, train=True, augment=True)
+            test = torchvision_dataset(dataset, args.data_dir, train=False)
+        except (OSError, RuntimeError) as e:  # urllib's URLError is an OSError
+            raise SystemExit(
+                f"{dataset}: the data is not in --data-dir {args.data_dir} and could not be "
+                f"downloaded ({type(e).__name__}: {str(e).splitlines()[0][:120]}); put "
+                "torchvision's files for it there, or pass --fake-data to run on random images"
+            ) from None
         if args.smoke:
             train = Subset(train, range(min(32, len(train))))
             test = Subset(test, range(min(16, len(test))))
