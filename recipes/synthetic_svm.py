@@ -298,6 +298,11 @@ def run_all(args: argparse.Namespace) -> dict:
     results["timing"] = timing
 
     print("\nThe paper's claims against these runs:")
+    if args.smoke:
+        print(
+            "  (a --smoke run is too small and short to reproduce them: the marks below only show "
+            "that every check runs; run without --smoke for the paper-size verdicts)"
+        )
     for v in verdicts:
         mark = "REPRODUCED" if v["reproduced"] else "NOT reproduced"
         print(
