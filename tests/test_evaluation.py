@@ -151,7 +151,7 @@ class Constant(nn.Module):
 def test_a_constant_classifier_keeps_its_clean_accuracy_under_every_threat() -> None:
     x, y = toy_data(40)
     y[:10] = 3
-    big = (mr.linf(eps=0.5, steps=5), mr.l2(eps=4.0, steps=5), mr.l1(eps=30.0, steps=5))
+    big = (mr.linf(eps=0.5, steps=5), mr.l2(eps=4.0, steps=5), mr.l1(eps=30.0, alpha=1.0, steps=5))
     r = quiet(evaluate, Constant(), (x, y), big, restarts=2)
     assert any("exactly zero" in w for w in r.warnings)
     expected = float((y == 3).float().mean())
@@ -295,6 +295,15 @@ class Rotate:
     """A user-defined player (a stand-in: it only needs to look like a Player)."""
 
     name, eps, alpha, steps, restarts = "rot", 0.1, 0.01, 2, 0
+
+    def check_input(self, x):
+        pass
+
+    def zero(self, x):
+        return torch.zeros_like(x)
+
+    def draw(self, x, generator):
+        return None
 
     def init(self, x, eps, generator):
         return torch.zeros_like(x)
@@ -514,7 +523,7 @@ def test_data_on_the_cpu_is_moved_to_the_models_gpu() -> None:
         ({"n": 17}, ValueError, "n=17 is larger than the data, which has 16"),
         ({"threats": [mr.linf(eps=1.0)]}, ValueError, r"eps=1 is >= 1"),
         ({"threats": [mr.l2(eps=8.0)]}, ValueError, r"sqrt\(d\) = 8"),
-        ({"threats": [mr.l1(eps=64.0)]}, ValueError, "d = 64"),
+        ({"threats": [mr.l1(eps=64.0, alpha=1.0)]}, ValueError, "d = 64"),
         ({"suite": "fgsm"}, ValueError, "'pgd', 'pgd-strong', 'apgd', 'autoattack'"),
         ({"threats": [mr.linf, mr.linf]}, ValueError, "distinct names"),
         ({"steps": {"l0": 3}}, ValueError, "unknown threats"),
