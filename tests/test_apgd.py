@@ -4,6 +4,9 @@ sync inside the iterations, and strength against our PGD and pyautoattack on a d
 
 import dataclasses
 import math
+import pathlib
+import runpy
+import sys
 
 import pytest
 import torch
@@ -460,3 +463,38 @@ def test_as_strong_as_pyautoattacks_apgd(name: str, digits_cnn) -> None:
 def test_as_strong_as_pyautoattacks_apgd_at_100_steps_and_a_restart(name: str, digits_cnn) -> None:
     ours, theirs = strength(name, digits_cnn, steps=100, restarts=1)
     assert ours <= theirs + 0.5, (ours, theirs)
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks/eval_time.py
+# ---------------------------------------------------------------------------------------------
+
+BENCHMARKS = pathlib.Path(__file__).parents[1] / "benchmarks"
+
+
+def run_eval_time(monkeypatch, *args: str) -> None:
+    monkeypatch.setattr(sys, "argv", ["eval_time.py", *args])
+    with torch.random.fork_rng():
+        runpy.run_path(str(BENCHMARKS / "eval_time.py"), run_name="__main__")
+
+
+def test_eval_time_prints_the_machine_and_the_ratio(monkeypatch, capsys) -> None:
+    threads = torch.get_num_threads()
+    try:
+        run_eval_time(monkeypatch, "--norms", "linf,l1", "--batch", "4", "--steps", "2",
+                      "--repeats", "1")  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "CPU capability" in out and "native bf16" in out and "threads" in out
+    assert out.count("ratio ours/pyautoattack") == 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(("--steps", "0"), "--steps must be >= 1"), (("--norms", "l3"), "unknown 'l3'")],
+)
+def test_eval_time_refuses_bad_flags_before_timing(flags, message, monkeypatch, capsys) -> None:
+    with pytest.raises(SystemExit):
+        run_eval_time(monkeypatch, *flags)
+    assert message in capsys.readouterr().err
