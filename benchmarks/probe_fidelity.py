@@ -22,7 +22,7 @@ from multirobust.attacks import frozen_model
 from multirobust.budgets import probe_step_sizes
 from multirobust.data import digits
 from multirobust.models import DigitsCNN
-from step_time import DIGITS_PLAYERS, check_flags
+from step_time import DIGITS_PLAYERS, check_flags, machine
 
 
 def norms(model, agg, x, y, steps, seed: int, reach: bool = False) -> torch.Tensor:
@@ -67,7 +67,8 @@ def main() -> None:
     own = max(p.steps for p in DIGITS_PLAYERS)
     print(
         f"digits CNN, MSD + AdaptiveBudget, players' own attacks {own} steps, "
-        f"{len(held_out)} batches of 64 per row (the test split first)"
+        f"{len(held_out)} batches of 64 per row (the test split first); "
+        f"{machine(torch.device('cpu'))}, torch {torch.__version__}"
     )
     print(
         "| epochs | probe | mean abs log-ratio of factors to full attacks' | max | "

@@ -24,7 +24,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import multirobust as mr
 from multirobust.paper.experiment import ADAPTIVE, METHODS
-from step_time import VARIANTS, check_flags, lagged_game, workload
+from step_time import VARIANTS, check_flags, lagged_game, machine, workload
 
 
 def phases(prof: profile, cuda: bool) -> list[str]:
@@ -82,7 +82,8 @@ def main() -> None:
             wall = time.perf_counter() - start
         events = prof.key_averages()
         head = (
-            f"== {name} {variant}, {args.model} batch {args.batch} on {device}: wall "
+            f"== {name} {variant}, {args.model} batch {args.batch} on {device} "
+            f"({machine(device)}, torch {torch.__version__}): wall "
             f"{1e3 * wall:.1f} ms (under the profiler), {len(prof.events())} events"
         )
         if cuda:  # kernels only: not the spans of the user ranges (pytorch issue 130730)

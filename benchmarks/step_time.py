@@ -77,10 +77,20 @@ def workload(
 
 
 def machine(device: torch.device) -> str:
-    """The GPU's name, or the CPU and its torch threads: every figure names its machine."""
+    """The GPU's name, or the CPU with its torch threads, vector capability and whether its bf16
+    is native: every figure names its machine (a bf16 step on a CPU without native bf16 runs
+    emulated, several times slower than fp32).
+
+    ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` makes an AVX-512 CPU run as an AVX2 one;
+    the line then says ``AVX2, bf16 emulated``.
+    """
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    bf16 = "native" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "emulated"
+    return (
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"{torch.backends.cpu.get_cpu_capability()}, bf16 {bf16}"
+    )
 
 
 def lagged_game(

@@ -37,7 +37,31 @@ def test_step_time_prints_and_writes_every_row(tmp_path, monkeypatch, capsys) ->
         "MSD+AB l2 (lagged)",
     ]
     assert all(r["speedup"] > 0 and r["tflop_per_step"] > 0 for r in rows)
-    assert "| method | variant | ms_per_step |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| method | variant | ms_per_step |" in printed
+    capability = torch.backends.cpu.get_cpu_capability()
+    assert f"{capability}, bf16 " in printed.splitlines()[0]  # the header names the CPU's kind
+
+
+MACHINE = """
+import sys, torch
+sys.path.insert(0, sys.argv[1])
+from step_time import machine
+print(machine(torch.device("cpu")))
+"""
+
+
+def test_machine_line_says_when_bf16_is_emulated() -> None:
+    """Capped at AVX2 (the emulation of an AVX2-only CPU), the line says so and calls bf16
+    emulated: amp figures from such a CPU are several times slower than fp32."""
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    run = subprocess.run(
+        [sys.executable, "-c", MACHINE, str(BENCHMARKS)], capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    line = run.stdout.strip()
+    assert line.endswith(("AVX2, bf16 emulated", "DEFAULT, bf16 emulated")), line
+    assert " threads, " in line
 
 
 @pytest.mark.parametrize(
