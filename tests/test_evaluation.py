@@ -569,3 +569,16 @@ def test_same_seed_gives_identical_reports() -> None:
     threats = (mr.linf(eps=0.05, steps=3), mr.l1(eps=1.0, alpha=0.2, steps=3, k_min=2, k_max=4))
     runs = [mr.evaluate(model, (x, y), threats, restarts=2, seed=5, checks=False) for _ in range(2)]
     assert runs[0] == runs[1]
+
+
+def test_each_warning_is_said_once(digits_model, capsys) -> None:
+    """Before: the sparse-l1 note was printed twice per evaluation (as a warning and again in
+    the printed report) and quoted three measurements; now it is one short line, once."""
+    model, x, y = digits_model
+    with pytest.warns(RobustnessWarning) as caught:
+        report = evaluate(model, (x[:40], y[:40]), [mr.l1(eps=L1, alpha=0.2, steps=3)], restarts=0)
+    print(report)
+    notes = [w for w in caught if "sparse l1 PGD" in str(w.message)]
+    assert len(notes) == 1 and len(str(notes[0].message)) < 160
+    printed = capsys.readouterr().out
+    assert "sparse l1 PGD" not in printed and "report.warnings" in printed

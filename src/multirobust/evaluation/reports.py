@@ -148,7 +148,9 @@ class Report:
 
     def __str__(self) -> str:
         lines = [table({self.suite: self})]
-        lines += [f"warning: {w}" for w in self.warnings]
+        if self.warnings:  # their text was raised once, as RobustnessWarning, by the evaluation
+            n = len(self.warnings)
+            lines.append(f"{n} warning{'s' if n > 1 else ''} (RobustnessWarning): report.warnings")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
