@@ -1,4 +1,5 @@
-"""Checkpoints: atomic writes, clear errors for damaged files, no code execution when loading."""
+"""Checkpoints (multirobust.checkpoint): atomic writes, clear errors for damaged files and files
+that are not checkpoints, no code execution when loading."""
 
 import errno
 import os
@@ -8,7 +9,9 @@ import stat
 import pytest
 import torch
 
+from bad_input import TYPECHECKED, Row, refuse, table
 from multirobust import checkpoint
+from typechecking import untyped
 
 
 def test_map_location_as_a_dict_or_a_function_is_passed_to_torch(tmp_path):
@@ -39,20 +42,6 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path):
         checkpoint.save(path, {"epoch": 2, "bad": Unsaveable()})
     assert checkpoint.load(path)["epoch"] == 1
     assert os.listdir(tmp_path) == ["c.pt"]
-
-
-def test_truncated_checkpoint_names_the_file(tmp_path):
-    path = tmp_path / "c.pt"
-    checkpoint.save(path, {"w": torch.zeros(1000)})
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(checkpoint.CheckpointError, match=r"c\.pt.*truncated, corrupted"):
-        checkpoint.load(path)
-
-
-def test_missing_checkpoint(tmp_path):
-    with pytest.raises(checkpoint.CheckpointError, match="does not exist"):
-        checkpoint.load(tmp_path / "nope.pt")
 
 
 class Payload:
@@ -285,3 +274,99 @@ def test_load_model_reads_every_layout_a_run_leaves(tmp_path) -> None:
     checkpoint.save(tmp_path / "none.pt", {"epoch": 3})
     with pytest.raises(checkpoint.CheckpointError, match="holds no model weights"):
         checkpoint.load_model(tmp_path / "none.pt", other)
+
+
+def saved(tmp_path) -> str:
+    path = tmp_path / "c.pt"
+    checkpoint.save(path, {"w": torch.ones(2)})
+    return path
+
+
+def truncated(tmp_path) -> str:
+    path = tmp_path / "c.pt"
+    checkpoint.save(path, {"w": torch.zeros(1000)})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def a_list(tmp_path) -> str:
+    torch.save([1, 2], tmp_path / "list.pt")
+    return tmp_path / "list.pt"
+
+
+def text(tmp_path) -> str:
+    path = tmp_path / "notes.pt"
+    path.write_text("not a checkpoint")
+    return path
+
+
+BAD_INPUT = [
+    Row(
+        "a-text-file",
+        "file",
+        lambda tmp_path: checkpoint.load(text(tmp_path)),
+        checkpoint.CheckpointError,
+        r"notes\.pt' is not a checkpoint: it lacks the zip header",
+    ),
+    Row(
+        "truncated",
+        "file",
+        lambda tmp_path: checkpoint.load(truncated(tmp_path)),
+        checkpoint.CheckpointError,
+        r"c\.pt.*truncated, corrupted",
+    ),
+    Row(
+        "missing",
+        "file",
+        lambda tmp_path: checkpoint.load(tmp_path / "nope.pt"),
+        checkpoint.CheckpointError,
+        "does not exist",
+    ),
+    Row(
+        "a-folder",
+        "file",
+        lambda tmp_path: checkpoint.load(tmp_path),
+        checkpoint.CheckpointError,
+        "is a folder, not a file; pass the file",
+    ),
+    Row(
+        "holding-a-list",
+        "file",
+        lambda tmp_path: checkpoint.load(a_list(tmp_path)),
+        checkpoint.CheckpointError,
+        r"list\.pt' holds a list, not a dict",
+    ),
+    Row(
+        "map_location-gpu",
+        "value",
+        lambda tmp_path: checkpoint.load(saved(tmp_path), map_location="gpu"),
+        ValueError,
+        "map_location must be a device such as 'cpu' or 'cuda:0', got 'gpu'",
+    ),
+    Row(
+        "map_location-cuda:99",
+        "device",
+        lambda tmp_path: checkpoint.load(saved(tmp_path), map_location="cuda:99"),
+        ValueError,
+        r"map_location='cuda:99' but this machine has \d+ CUDA device\(s\); pass",
+    ),
+    Row(
+        "save-a-list",
+        "type",
+        lambda tmp_path: checkpoint.save(tmp_path / "c.pt", [1, 2]),
+        TypeError,
+        "parameter 'state'" if TYPECHECKED else r"state must be a dict .*got list",
+    ),
+]
+
+
+@table(BAD_INPUT)
+def test_bad_input(row: Row, tmp_path) -> None:
+    refuse(row, tmp_path)
+
+
+def test_save_of_a_non_dict_writes_nothing(tmp_path) -> None:
+    with untyped(), pytest.raises(TypeError, match=r"state must be a dict .*got list"):
+        checkpoint.save(tmp_path / "c.pt", [1, 2])  # type: ignore[arg-type]
+    assert not (tmp_path / "c.pt").exists()

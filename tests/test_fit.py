@@ -8,8 +8,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import multirobust as mr
+from bad_input import Row, refuse, table
 from multirobust import _fit
-from test_training import L2, LINF, data, tiny_model
+from test_training import L2, LINF, batch4, data, small_trainer, tiny_model
 
 
 def trainer(**kw) -> mr.Trainer:
@@ -105,3 +106,59 @@ def test_a_budget_covering_the_whole_box_is_refused_at_the_first_step(player) ->
     with pytest.raises(ValueError, match=r"the diameter of the \[0, 1\] box"):
         t.step(*data(4).tensors)
     assert t.steps_done == 0
+
+
+def test_fit_one_shot_iterator_for_several_epochs() -> None:
+    x, y = batch4()
+    t = small_trainer()
+    with pytest.raises(TypeError, match="loader is a one-shot iterator"):
+        t.fit(iter([(x, y)]), epochs=2)
+    assert t.steps_done == 0
+
+
+def test_fit_empty_dataloader() -> None:
+    x, y = batch4()
+    t = small_trainer()
+    loader = DataLoader(TensorDataset(x[:0], y[:0]), batch_size=2)
+    with pytest.raises(ValueError, match="loader yielded no batch; pass a non-empty DataLoader"):
+        t.fit(loader, epochs=1)
+    assert t.steps_done == 0
+
+
+BAD_INPUT = [
+    Row(
+        "loader-a-number",
+        "type",
+        lambda: small_trainer().fit(5, epochs=1),
+        TypeError,
+        "loader must be an iterable of",
+        untyped=True,
+    ),
+    *(
+        Row(
+            f"loader-of-{kind}",
+            "data",
+            lambda item=item: trainer().fit([item], epochs=1),
+            TypeError,
+            r"\(x, y\) pairs",
+        )
+        for kind, item in [
+            ("tensors", torch.rand(8, 1, 6, 6)),
+            ("1-tuples", (torch.rand(8, 1, 6, 6),)),
+            ("dicts", {"x": 1}),
+        ]
+    ),
+    Row("empty-list", "data", lambda: trainer().fit([], epochs=1), ValueError, "no batch"),
+    Row(
+        "epochs-0",
+        "value",
+        lambda: trainer().fit(DataLoader(data(), batch_size=8), epochs=0),
+        ValueError,
+        "epochs",
+    ),
+]
+
+
+@table(BAD_INPUT)
+def test_bad_input(row: Row, tmp_path) -> None:
+    refuse(row, tmp_path)

@@ -11,10 +11,14 @@ import pickle
 
 import pytest
 import torch
-from hypothesis import assume, given
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
+import fuzzing as fz
 import multirobust as mr
+from bad_input import Row, refuse, table
+from multirobust import _checks
+from multirobust.players import l1_eval
 
 KINDS = ("linf", "l2", "l1", "l1-ball-box")
 DTYPES = (torch.float32, torch.float64)
@@ -387,3 +391,272 @@ def test_l2_step_is_scale_invariant():
         step = p.ascend(x, torch.zeros_like(x), g * scale, 0.1, None)
         torch.testing.assert_close(step, reference, rtol=1e-4, atol=1e-6)
     assert bool((p.ascend(x, torch.zeros_like(x), torch.zeros_like(g), 0.1, None) == 0).all())
+
+
+# ---------------------------------------------------------------------------------------------
+# Players composed, with what a user may pass (hypothesis): float32, float64 and bfloat16, scalar,
+# 0-d and per-example budgets; random bad budgets and settings refused by name
+# ---------------------------------------------------------------------------------------------
+
+
+@st.composite
+def player_cases(draw: st.DrawFn) -> dict:
+    kind = draw(st.sampled_from(fz.KINDS))
+    dtype = draw(st.sampled_from(fz.PLAYER_DTYPES))
+    if draw(st.booleans()):
+        shape: tuple[int, ...] = (draw(st.integers(1, 4)), draw(st.integers(1, 40)))
+    else:
+        shape = draw(fz.image_shapes())
+    n = math.prod(shape[1:])
+    unit = fz.diameter(kind, n)
+    return {
+        "kind": kind,
+        "dtype": dtype,
+        "shape": shape,
+        "settings": draw(fz.player_settings(kind, n)),
+        "edges": draw(st.sampled_from([0.0, 0.3, 1.0])),
+        "eps": fz.budget(draw, shape[0], 1e-3 * unit, 1.5 * unit, dtype),
+        "alpha": fz.budget(draw, shape[0], 1e-3 * unit, 1.5 * unit, dtype),
+        "zero_grad": draw(st.sampled_from([0.0, 0.5, 1.0])),  # share of exactly-zero gradients
+        "spread": draw(st.sampled_from([1e-3, 0.3, 3.0])) * unit,
+        "seed": draw(fz.SEEDS),
+    }
+
+
+@settings(max_examples=fz.examples(80), deadline=None)
+@given(player_cases())
+def test_player_operations_compose(case: dict) -> None:
+    player = fz.make_player(case["kind"], case["settings"])
+    dtype, shape, eps, alpha = case["dtype"], case["shape"], case["eps"], case["alpha"]
+    x = fz.random_x(shape, dtype, case["seed"], case["edges"])
+    g = fz.generator(case["seed"])
+
+    start = player.init(x, eps, g)
+    fz.assert_feasible_delta(player, x, start, eps)
+    assert torch.equal(player.init(x, eps, fz.generator(case["seed"])), start)  # from g alone
+    delta = torch.zeros_like(x)
+    for _ in range(2):  # from zero: ascend, then project, twice
+        grad = torch.randn(shape, generator=g).to(dtype)
+        grad = grad * (torch.rand(shape, generator=g) >= case["zero_grad"])
+        stepped = player.ascend(x, delta, grad, alpha, player.draw(x, g))
+        assert stepped.shape == shape and stepped.dtype == dtype
+        assert bool(torch.isfinite(stepped).all())
+        delta = player.project(x, stepped, eps)
+        fz.assert_feasible_delta(player, x, delta, eps)
+    # Any point, far outside or near the ball and the box.
+    raw = (case["spread"] * torch.randn(shape, generator=g)).to(dtype)
+    projected = player.project(x, raw, eps)
+    fz.assert_feasible_delta(player, x, projected, eps)
+
+    for d in (start, delta, raw):
+        size = player.size(d)
+        assert size.shape == (shape[0],) and size.dtype == dtype
+        assert bool(torch.isfinite(size).all()) and bool((size >= 0).all())
+    # apply: x + delta for a feasible delta, always in the box, gradient passed straight through.
+    assert torch.equal(player.apply(x, projected), x + projected)
+    adv = player.apply(x, raw)
+    assert adv.shape == shape and adv.dtype == dtype
+    fz.assert_in_box(adv)
+    weights = torch.randn(shape, generator=g).to(dtype)
+    grad_raw = torch.func.grad(lambda d: (weights * player.apply(x, d)).sum())(raw)
+    assert torch.equal(grad_raw, weights)
+
+
+@settings(max_examples=fz.examples(20), deadline=None)
+@given(n=st.integers(257, 1100), ratio=st.sampled_from([0.9, 0.99]), seed=fz.SEEDS)
+@example(n=259, ratio=0.99, seed=0)
+def test_l1_projection_in_bfloat16_on_large_inputs(n: int, ratio: float, seed: int) -> None:
+    """Near-uniform rows just outside the ball: every coordinate is active, rho = n."""
+    g = fz.generator(seed)
+    x = torch.full((2, n), 0.5, dtype=torch.bfloat16)
+    v = (0.4 + 0.01 * torch.rand((2, n), generator=g)).to(torch.bfloat16)
+    eps = ratio * float(v.float().abs().sum(1).min())
+    for projection in ("ball", "ball-box"):
+        player = mr.l1(projection=projection)
+        fz.assert_feasible_delta(player, x, player.project(x, v, eps), eps)
+
+
+# ---------------------------------------------------------------------------------------------
+# PGD on tiny models
+# ---------------------------------------------------------------------------------------------
+
+
+@settings(max_examples=fz.examples(40), deadline=None)
+@given(
+    kind=st.sampled_from(fz.KINDS),
+    field=st.sampled_from(["eps", "alpha"]),
+    value=st.one_of(fz.BAD_NUMBERS, fz.NOT_NUMBERS, st.none()),
+)
+def test_players_reject_bad_budgets(kind: str, field: str, value: object) -> None:
+    base = {"linf": mr.linf, "l2": mr.l2}.get(kind, mr.l1(alpha=0.5))
+    fz.assert_rejected(lambda: base(**{field: value}), field, rf"\b{base.name}\.{field}\b")
+
+
+@settings(max_examples=fz.examples(40), deadline=None)
+@given(
+    field=st.sampled_from(["steps", "restarts", "k_min", "k_max", "gap", "projection"]),
+    value=st.one_of(
+        st.integers(-5, 0), st.floats(-2.0, 2.0), st.sampled_from(["1", None, math.nan, True])
+    ),
+)
+def test_l1_rejects_bad_settings(field: str, value: object) -> None:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    valid = {
+        "restarts": value == 0 and isinstance(value, int) and not isinstance(value, bool),
+        "gap": value is None or (number and 0 <= value < 0.5),  # type: ignore[operator]
+    }
+    if valid.get(field, False):
+        return
+    player = mr.l1(alpha=0.5, k_min=2, k_max=4)
+    ours = r"\bl1\b.*\bgap\b" if field == "gap" else rf"\bl1\.{field}\b"
+    fz.assert_rejected(lambda: player(**{field: value}), field, ours)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------
+
+BUILT_IN = {"linf": mr.linf, "l2": mr.l2, "l1": mr.l1}
+
+
+def _l1_attack() -> object:
+    """PGD with l1's default k_max (20) on inputs of 16 coordinates."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    return mr.pgd(mr.l1(steps=1))(net, x, torch.tensor([0, 1, 2, 0]))
+
+
+BAD_INPUT = [
+    *(
+        Row(
+            f"{name}-{field}-{value}",
+            "value",
+            lambda p=player, kw={field: value}: p(**kw),
+            ValueError,
+            rf"{name}\.{field} must be a finite number > 0",
+        )
+        for name, player in BUILT_IN.items()
+        for field in ("eps", "alpha")
+        for value in (0.0, -1.0, math.nan, math.inf, -math.inf)
+    ),
+    *(
+        Row(f"{name}-eps-a-string", "type", lambda p=player: p(eps="0.1"), TypeError, "eps")
+        for name, player in BUILT_IN.items()
+    ),
+    # Our own message (the annotation `eps: float` catches it first in the test run):
+    Row(
+        "check-eps-a-string",
+        "type",
+        lambda: _checks.positive_finite("eps", "0.1"),
+        TypeError,
+        "eps must be a real number",
+    ),
+    *(
+        Row(
+            f"{name}-{field}-{value}",
+            "value",
+            lambda p=player, kw={field: value}: p(**kw),
+            ValueError,
+            rf"{name}\.{field} must be an int >= {low}",
+        )
+        for name, player in BUILT_IN.items()
+        for field, value, low in (("steps", 0, 1), ("restarts", -1, 0))
+    ),
+    Row(
+        "l1-k_min-above-k_max",
+        "value",
+        lambda: mr.l1(k_min=6, k_max=5),
+        ValueError,
+        r"l1\.k_min must be <= k_max",
+    ),
+    *(
+        Row(
+            f"l1-{field}-0",
+            "value",
+            lambda kw={field: 0}: mr.l1(**kw),
+            ValueError,
+            rf"l1\.{field} must be an int >= 1",
+        )
+        for field in ("k_min", "k_max")
+    ),
+    Row(
+        "l1-gap-0.5",
+        "value",
+        lambda: mr.l1(gap=0.5),
+        ValueError,
+        r"^l1\.gap must be below 0\.5, got 0\.5: the blocked",
+    ),
+    Row(
+        "l1-blocking-gap-of-alpha-over-k_min",
+        "value",
+        lambda: mr.l1(alpha=3.0, k_min=5),
+        ValueError,
+        r"alpha / k_min = 3 / 5 = 0\.6 \(gap is None\)",
+    ),
+    Row(
+        "l1-gap-negative",
+        "value",
+        lambda: mr.l1(gap=-0.1),
+        ValueError,
+        r"l1\.gap must be a number >= 0",
+    ),
+    Row(
+        "l1-unknown-projection",
+        "value",
+        lambda: mr.l1(projection="box"),
+        ValueError,
+        r"l1\.projection must be one of 'ball', 'ball-box'",
+    ),
+    Row(
+        "l1-k_max-above-the-coordinates",
+        "data",
+        _l1_attack,
+        ValueError,
+        r"l1\.k_max=20 is larger than the 16 coordinates",
+    ),
+    *(
+        Row(
+            f"{type(p).__name__}-unknown-setting",
+            "value",
+            lambda p=p: p(epsilon=0.1),
+            TypeError,
+            r"has no setting 'epsilon'; its settings are eps, alpha",
+        )
+        for p in (mr.linf, mr.l2, mr.l1, l1_eval)
+    ),
+    Row(
+        "empty-name",
+        "value",
+        lambda: mr.linf(name=""),
+        ValueError,
+        "name must be a non-empty string",
+    ),
+    *(
+        Row(
+            f"l1_eval-{'-'.join(map(str, changes.values()))}",
+            "value",
+            lambda kw=changes: l1_eval(**kw),
+            ValueError,
+            match,
+        )
+        for changes, match in [
+            ({"shrink": 0.5}, r"l1\.shrink must be a number >= 1"),
+            ({"gap": 0.6}, r"l1\.gap must be None or in \[0, 0\.5\)"),
+            ({"k_min": 5, "k_max": 2}, r"l1\.k_max must be an int >= 5"),
+            ({"projection": "box"}, r"l1\.projection must be one of 'ball', 'ball-box'"),
+        ]
+    ),
+    Row(
+        "alpha-and-rel_alpha",
+        "value",
+        lambda: mr.linf(alpha=0.01, rel_alpha=0.1),
+        ValueError,
+        "not both",
+    ),
+]
+
+
+@table(BAD_INPUT)
+def test_bad_input(row: Row, tmp_path) -> None:
+    refuse(row, tmp_path)

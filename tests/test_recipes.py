@@ -1,5 +1,7 @@
 """Recipes: every --smoke run, the real loaders on files written here, resume, torchrun."""
 
+import contextlib
+import io
 import json
 import os
 import pickle
@@ -14,6 +16,8 @@ import pytest
 import torch
 
 import multirobust.checkpoint as ckpt
+from bad_input import Row, refuse, table
+from multirobust.paper import experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -569,3 +573,152 @@ def test_resume_replaces_a_half_written_metrics_file(tmp_path):
     )
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4]
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: the paper kit's settings and the recipes' flags, refused before any work
+# ---------------------------------------------------------------------------------------------
+
+
+class ParserError(Exception):
+    """A recipe's argparse error: what it printed to stderr before exiting with status 2."""
+
+
+def parsed(name: str, *args: object) -> object:
+    """``recipes/<name>.py``'s ``parse_args(*args)``; an argparse error is a ``ParserError``."""
+    module = __import__(name)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return module.parse_args(*args)
+    except SystemExit as e:
+        assert e.code == 2, e.code
+        raise ParserError(err.getvalue()) from None
+
+
+def busy(tmp_path: Path) -> object:
+    """digits --out a folder this process holds, as a running recipe does."""
+    out = tmp_path / "run"
+    assert experiment.claim_out(out) is None
+    try:
+        return parsed("digits", ["--smoke", "--out", str(out)])
+    finally:
+        experiment.release_out(out)
+
+
+def a_file(tmp_path: Path) -> Path:
+    (tmp_path / "file").write_text("")
+    return tmp_path / "file"
+
+
+def _players() -> list:
+    import multirobust as mr
+
+    return [mr.linf(eps=0.1, alpha=0.05, steps=1), mr.l2(eps=0.5, alpha=0.25, steps=1)]
+
+
+def _small_trainer() -> object:
+    import multirobust as mr
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    return mr.Trainer(net, torch.optim.SGD(net.parameters(), lr=0.1), mr.max_(_players()[0]))
+
+
+BATCH4 = [(torch.rand(4, 1, 4, 4), torch.arange(4) % 3)]
+
+BAD_INPUT = [
+    *(
+        Row(
+            f"{fn}-imagenet",
+            "value",
+            lambda f=fn: getattr(experiment, f)("imagenet"),
+            ValueError,
+            r"dataset must be one of '?mnist'?, '?cifar10'?",
+        )
+        for fn in ("paper_settings", "paper_model")
+    ),
+    *(
+        Row(
+            f"make_game-{key}-{value}",
+            "value",
+            lambda kw={key: value}: experiment.make_game(_players(), **{"method": "max", **kw}),
+            ValueError,
+            match,
+        )
+        for key, value, match in [
+            ("method", "mad", "method must be one of max, avg, msd; got 'mad'"),
+            ("adaptive", "l3", "adaptive must be one of none, l1, l2; got 'l3'"),
+            ("timing", "later", "timing must be one of 'same-batch', 'lagged'; got 'later'"),
+            ("msd_steps", 0, "msd_steps must be an int >= 1, got 0"),
+        ]
+    ),
+    Row(
+        "init_distributed-tpu",
+        "value",
+        lambda: experiment.init_distributed("tpu"),
+        ValueError,
+        "device must be 'cuda', 'cpu' or None, got 'tpu'",
+    ),
+    Row(
+        "init_distributed-cuda-without-cuda",
+        "device",
+        lambda: experiment.init_distributed("cuda"),
+        ValueError,
+        "CUDA is not available here; pass device='cpu'",
+        marks=(pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available"),),
+    ),
+    *(
+        Row(
+            f"paper-{flag}-{value}",
+            "value",
+            lambda f=flag, v=value: parsed("paper", "mnist", [f, v]),
+            ParserError,
+            f"argument {flag}: invalid choice: '{value}'",
+        )
+        for flag, value in [("--method", "mad"), ("--adaptive", "l3"), ("--timing", "later")]
+    ),
+    Row(
+        "digits-out-a-file",
+        "out",
+        lambda tmp_path: parsed("digits", ["--smoke", "--out", str(a_file(tmp_path))]),
+        ParserError,
+        r"--out \S+file is a file, not a folder",
+    ),
+    Row(
+        "digits-out-cannot-be-made",
+        "out",
+        lambda tmp_path: parsed("digits", ["--smoke", "--out", str(a_file(tmp_path) / "run")]),
+        ParserError,
+        r"--out .*cannot be written \(NotADirectoryError.*pick a folder you can write to",
+    ),
+    Row(
+        "digits-out-busy",
+        "out",
+        busy,
+        ParserError,
+        r"--out \S+ is in use by another run \(pid \d+\); wait for it or pick",
+    ),
+]
+
+
+@table(BAD_INPUT)
+def test_bad_input(row: Row, tmp_path) -> None:
+    refuse(row, tmp_path)
+
+
+def test_fit_with_checkpoints_epochs(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="epochs must be an int >= 1, got 0"):
+        experiment.fit_with_checkpoints(_small_trainer(), BATCH4, 0, tmp_path)
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_digits_recipe_unknown_method(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("sklearn")
+    import digits
+
+    with pytest.raises(SystemExit) as exit_:
+        digits.main(["--smoke", "--methods", "mad", "--out", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert "--methods: unknown 'mad'; choose from max, avg, msd" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written, nothing trained

@@ -5,10 +5,12 @@ import copy
 
 import pytest
 import torch
+from torch import nn
 
 import multirobust as mr
+from bad_input import Row, refuse, table
 from multirobust import _state
-from test_training import L1, L2, LINF, data, tiny_model
+from test_training import L1, L2, LINF, data, model16, tiny_model
 
 
 def trained(game, optimizer=torch.optim.SGD, scheduler: bool = False, **kw) -> mr.Trainer:
@@ -140,3 +142,49 @@ def test_a_model_without_trainable_parameters_is_refused_at_construction() -> No
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     with pytest.raises(ValueError, match="no trainable parameters"):
         mr.Trainer(model, opt, mr.max_(LINF))
+
+
+def small(game) -> mr.Trainer:
+    net = model16()
+    return mr.Trainer(net, torch.optim.SGD(net.parameters(), lr=0.1), game)
+
+
+LIN1, L2_1 = mr.linf(eps=0.1, alpha=0.05, steps=1), mr.l2(eps=0.5, alpha=0.25, steps=1)
+
+
+def test_another_model_is_refused_before_anything_is_loaded() -> None:
+    """Another model whose first layer matches the saved one: torch would copy that layer before
+    raising for the rest; the check refuses before anything is loaded."""
+    saved = small(mr.max_(LIN1, L2_1)).state_dict()
+    torch.manual_seed(1)
+    deeper = nn.Sequential(nn.Flatten(), nn.Linear(16, 3), nn.Linear(3, 3))
+    other = mr.Trainer(deeper, torch.optim.SGD(deeper.parameters(), lr=0.1), mr.max_(LIN1, L2_1))
+    before = copy.deepcopy(deeper.state_dict())
+    with pytest.raises(ValueError, match=r"another model .*: 2 of its tensors missing, 0 unknown"):
+        other.load_state_dict(saved)
+    assert all(torch.equal(v, deeper.state_dict()[k]) for k, v in before.items())
+
+
+BAD_INPUT = [
+    Row(
+        "a-model-state-for-a-trainer-state",
+        "run",
+        lambda: small(mr.max_(LIN1, L2_1)).load_state_dict(
+            small(mr.max_(LIN1, L2_1)).state_dict()["model"]
+        ),
+        ValueError,
+        r"state must be a Trainer.state_dict\(\), got missing",
+    ),
+    Row(
+        "a-game-of-2-players-into-1",
+        "run",
+        lambda: small(mr.max_(LIN1)).load_state_dict(small(mr.max_(LIN1, L2_1)).state_dict()),
+        ValueError,
+        r"saved by another run: game\.aggregator\.players: saved 2 \['linf', 'l2'\], here 1",
+    ),
+]
+
+
+@table(BAD_INPUT)
+def test_bad_input(row: Row, tmp_path) -> None:
+    refuse(row, tmp_path)

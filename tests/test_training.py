@@ -1,13 +1,22 @@
-"""The Trainer: records, timings of the adaptive policy, non-finite steps, resume, end to end."""
+"""The Trainer (multirobust.training): records, timings of the adaptive policy, non-finite steps,
+resume, end to end; random games through ``Trainer.step`` (hypothesis); bad input refused by name
+before any step."""
 
 import copy
+import math
+import statistics
+from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import fuzzing as fz
 import multirobust as mr
+from bad_input import TYPECHECKED, Row, refuse, table
 
 LINF = mr.linf(eps=0.1, alpha=0.05, steps=2)
 L2 = mr.l2(eps=0.5, alpha=0.25, steps=2)
@@ -284,48 +293,6 @@ def test_validate_first_checks_the_first_batch_and_any_batch_of_another_shape():
 # -- bad input ---------------------------------------------------------------------------------
 
 
-def test_model_output_not_logits():
-    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 5), nn.Flatten(0))
-    t = mr.Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), mr.max_(LINF))
-    with pytest.raises(ValueError, match=r"logits of shape \[b, classes\]"):
-        t.step(*data(8).tensors)
-
-
-@pytest.mark.parametrize("item", [torch.rand(8, 1, 6, 6), (torch.rand(8, 1, 6, 6),), {"x": 1}])
-def test_loader_must_yield_pairs(item):
-    t = trainer(mr.max_(LINF))
-    with pytest.raises(TypeError, match=r"\(x, y\) pairs"):
-        t.fit([item], epochs=1)
-
-
-def test_empty_loader():
-    with pytest.raises(ValueError, match="no batch"):
-        trainer(mr.max_(LINF)).fit([], epochs=1)
-
-
-def test_bad_game_and_epochs():
-    model = tiny_model()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with pytest.raises(TypeError, match="game"):
-        mr.Trainer(model, opt, mr.linf)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="epochs"):
-        mr.Trainer(model, opt, mr.max_(LINF)).fit(DataLoader(data(), batch_size=8), epochs=0)
-
-
-def test_piecewise_linear_schedule_matches_the_paper_knots():
-    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=123.0)
-    sched = mr.piecewise_linear(opt, [0, 20, 40, 50], [0, 0.1, 0.005, 0], steps_per_epoch=10)
-    lrs = []
-    for _ in range(500):
-        opt.step()
-        sched.step()
-        lrs.append(opt.param_groups[0]["lr"])
-    assert lrs[199] == pytest.approx(0.1) and lrs[399] == pytest.approx(0.005)
-    assert lrs[-1] == pytest.approx(0.0) and lrs[99] == pytest.approx(0.05)
-    with pytest.raises(ValueError, match="increase strictly"):
-        mr.piecewise_linear(opt, [0, 0], [0, 1], steps_per_epoch=1)
-
-
 def test_a_lazy_model_resumes():
     """The model check of load_state_dict skips a lazy module's uninitialised parameters."""
 
@@ -339,3 +306,307 @@ def test_a_lazy_model_resumes():
     fresh = trainer_of_a_lazy_model()
     fresh.load_state_dict(trained.state_dict())
     assert torch.equal(fresh.model[1].weight, trained.model[1].weight)
+
+
+# ---------------------------------------------------------------------------------------------
+# Random games through Trainer.step (hypothesis)
+# ---------------------------------------------------------------------------------------------
+
+
+@st.composite
+def trainer_cases(draw: st.DrawFn) -> dict:
+    shape = draw(fz.image_shapes(b_min=2))
+    game = draw(fz.games(math.prod(shape[1:])))
+    policy = draw(st.sampled_from(["bare", "fixed", "adaptive"]))
+    lo, hi = draw(st.floats(0.1, 1.0)), draw(st.floats(1.0, 10.0))
+    dtype = draw(st.sampled_from(fz.DTYPES))
+    return {
+        "shape": shape,
+        "dtype": dtype,
+        "game": game,
+        "policy": policy,
+        "track_domination": draw(st.booleans()),
+        "norm": draw(st.sampled_from(["l1", "l2"])),
+        "clamp": draw(st.sampled_from([None, (0.5, 2.0), (lo, hi), (0.95, 1.05)])),
+        "timing": draw(st.sampled_from(["same-batch", "lagged"])),
+        "scale_steps": draw(st.booleans()),
+        "probe_steps": draw(st.integers(1, 2)),
+        "amp": dtype == torch.float32 and draw(st.booleans()),
+        "batchnorm": draw(st.booleans()),
+        "classes": draw(st.integers(2, 4)),
+        "seed": draw(fz.SEEDS),
+    }
+
+
+def build_game(case: dict):
+    aggregator = fz.build_aggregator(case["game"])
+    if case["policy"] == "bare":
+        return aggregator
+    if case["policy"] == "fixed":
+        return mr.fixed(
+            aggregator,
+            track_domination=case["track_domination"],
+            norm=case["norm"],
+            probe_steps=case["probe_steps"],
+        )
+    return mr.adaptive(
+        aggregator,
+        norm=case["norm"],
+        clamp=case["clamp"],
+        timing=case["timing"],
+        scale_steps=case["scale_steps"],
+        probe_steps=case["probe_steps"],
+    )
+
+
+def expected_factors(
+    norms: dict[str, float] | None, names: tuple[str, ...], clamp: tuple[float, float] | None
+) -> torch.Tensor:
+    """AdaptiveBudget's factors (docs/concepts.md), computed here in float64: each norm over the
+    median (of an even count: the mean of the middle two), clamped; 1 without norms, or for a
+    zero median or a non-finite norm (the fallback)."""
+    if norms is None:
+        return torch.ones(len(names))
+    values = [norms[name] for name in names]
+    median = statistics.median(values)
+    if not all(math.isfinite(v) for v in values) or median <= 0:
+        return torch.ones(len(names))
+    factors = [v / median for v in values]
+    if clamp is not None:
+        factors = [min(max(f, clamp[0]), clamp[1]) for f in factors]
+    return torch.tensor(factors, dtype=torch.float32)
+
+
+@settings(max_examples=fz.examples(25), deadline=None)
+@given(trainer_cases())
+def test_trainer_steps_keep_budgets_and_batches_sound(case: dict) -> None:
+    shape, dtype, classes, seed = case["shape"], case["dtype"], case["classes"], case["seed"]
+    game = build_game(case)
+    aggregator = game if case["policy"] == "bare" else game.aggregator
+    names = aggregator.names
+    n = math.prod(shape[1:])
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = [nn.Flatten(), nn.Linear(n, 6)]
+    if case["batchnorm"]:
+        layers.append(nn.BatchNorm1d(6))
+    model = nn.Sequential(*layers, nn.ReLU(), nn.Linear(6, classes)).to(dtype)
+    trained: list[torch.Tensor] = []  # the inputs of the last forward pass in train mode
+
+    def spy(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        if module.training:
+            trained[:] = [inputs[0].detach()]
+
+    model.register_forward_pre_hook(spy)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    trainer = mr.Trainer(model, optimizer, game, amp=case["amp"], seed=seed)
+    eps0, alpha0 = aggregator.base_budgets()
+    adaptive = case["policy"] == "adaptive"
+    tracked = adaptive or (case["policy"] == "fixed" and case["track_domination"])
+
+    lagged_norms = None
+    for step in range(2):
+        x = fz.random_x(shape, dtype, seed + step, 0.3)
+        y = fz.labels(shape[0], classes, seed + step)
+        record = trainer.step(x, y)
+        assert math.isfinite(record["loss"]) and not record["skipped"]
+        eps = torch.tensor([record["eps"][name] for name in names])
+        alpha = torch.tensor([record["alpha"][name] for name in names])
+        assert list(record["eps"]) == list(names)
+        assert bool(torch.isfinite(eps).all() and (eps > 0).all()), record["eps"]
+        assert bool(torch.isfinite(alpha).all() and (alpha > 0).all()), record["alpha"]
+        factor = eps / eps0
+        if not adaptive:
+            assert torch.equal(eps, eps0) and torch.equal(alpha, alpha0)
+        else:
+            if case["clamp"] is not None:
+                lo, hi = case["clamp"]
+                inside = (factor >= lo * (1 - 1e-6)) & (factor <= hi * (1 + 1e-6))
+                assert bool(inside.all()), (factor, case["clamp"])
+            # Same batch: the rule on this step's norms; lagged: on the previous step's.
+            source = record["grad_norm"] if case["timing"] == "same-batch" else lagged_norms
+            want = expected_factors(source, names, case["clamp"])
+            torch.testing.assert_close(factor, want, rtol=1e-5, atol=0)
+            lagged_norms = record["grad_norm"]
+            if case["scale_steps"]:
+                torch.testing.assert_close(alpha / alpha0, factor, rtol=1e-6, atol=0)
+            else:
+                assert torch.equal(alpha, alpha0)
+        gamma = torch.tensor([record["gamma"][name] for name in names])
+        assert bool(((gamma >= 0) & (gamma <= 1)).all())
+        assert isinstance(record["fallbacks"], int) and record["fallbacks"] >= 0
+        if tracked:
+            assert record["dominant"] in names
+            assert all(math.isfinite(v) and v >= 0 for v in record["grad_norm"].values())
+        else:
+            assert record["dominant"] is None and record["grad_norm"] is None
+        # The batch the model trained on, at the budgets the record reports.
+        adv_y = y.repeat(len(names)) if isinstance(aggregator, mr.Avg) else y
+        fz.assert_adversarial_batch(aggregator, x, y, trained[0], adv_y, eps)
+    state = trainer.budgets
+    assert bool(torch.isfinite(state.eps).all() and (state.eps > 0).all())
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+@pytest.mark.filterwarnings("ignore::multirobust.RobustnessWarning")
+@settings(max_examples=fz.examples(20), deadline=None)
+@given(fz.bad_batches("trainer"))
+def test_trainer_rejects_bad_batches_naming_the_argument(case: dict) -> None:
+    fz.check_bad_batch(case)
+
+
+@pytest.mark.parametrize("form", ["numpy", "list"])
+@pytest.mark.parametrize("argument", ["x", "y"])
+def test_trainer_rejects_batches_that_are_not_tensors(argument: str, form: str) -> None:
+    x, y = fz.random_x((4, 1, 4, 4), torch.float32, 0, 0.3), fz.labels(4, 3, 0)
+    batch = {"x": x, "y": y}
+    batch[argument] = batch[argument].numpy() if form == "numpy" else batch[argument].tolist()
+    call, _ = fz.bad_batch_call("trainer", batch["x"], batch["y"])
+    fz.assert_rejected(call, argument)
+
+
+@settings(max_examples=fz.examples(5), deadline=None)
+@given(value=st.one_of(st.integers(-10, 0), st.sampled_from([1.5, "2", None, math.nan, True])))
+def test_bad_trainer_settings_are_rejected_naming_the_argument(value: object) -> None:
+    fz.check_bad_setting("trainer.max_consecutive_skips", value, None, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------
+
+LINF1 = mr.linf(eps=0.1, alpha=0.05, steps=1)
+
+
+def model16() -> nn.Module:
+    """A 3-class linear model of inputs [b, 1, 4, 4]."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+
+
+def small_trainer(net: nn.Module | None = None, **kw) -> mr.Trainer:
+    net = model16() if net is None else net
+    return mr.Trainer(net, torch.optim.SGD(net.parameters(), lr=0.1), mr.max_(LINF1), **kw)
+
+
+def batch4() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(4, 1, 4, 4, generator=g), torch.arange(4) % 3
+
+
+def on(model: nn.Module, optimizer: object = None, game: object = None, **kw) -> mr.Trainer:
+    opt = torch.optim.SGD(model.parameters(), lr=0.1) if optimizer is None else optimizer
+    return mr.Trainer(model, opt, mr.max_(LINF1) if game is None else game, **kw)
+
+
+def plateau() -> mr.Trainer:
+    net = model16()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    return on(net, opt, scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau(opt))
+
+
+def not_logits() -> object:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 5), nn.Flatten(0))
+    return on(model).step(*data(8).tensors)
+
+
+BAD_INPUT = [
+    Row(
+        "model-a-string",
+        "type",
+        lambda: mr.Trainer("net", torch.optim.SGD(model16().parameters(), lr=0.1), mr.max_(LINF1)),
+        TypeError,
+        "parameter 'model'" if TYPECHECKED else r"model must be a torch.nn.Module, got str",
+    ),
+    Row(
+        "model-a-string-untyped",
+        "type",
+        lambda: mr.Trainer("net", torch.optim.SGD(model16().parameters(), lr=0.1), mr.max_(LINF1)),
+        TypeError,
+        r"model must be a torch.nn.Module, got str",
+        untyped=True,
+    ),
+    Row(
+        "optimizer-a-string",
+        "type",
+        lambda: mr.Trainer(model16(), "sgd", mr.max_(LINF1)),
+        TypeError,
+        r"optimizer must be a torch.optim.Optimizer, got str",
+        untyped=True,
+    ),
+    Row("a-player-for-a-game", "type", lambda: on(tiny_model(), game=mr.linf), TypeError, "game"),
+    Row(
+        "max_consecutive_skips-0",
+        "value",
+        lambda: small_trainer(max_consecutive_skips=0),
+        ValueError,
+        "max_consecutive_skips must be an int >= 1, got 0",
+    ),
+    Row(
+        "seed-a-string",
+        "type",
+        lambda: small_trainer(seed="0"),
+        TypeError,
+        "seed must be an int",
+        untyped=True,
+    ),
+    Row(
+        "scheduler-a-string",
+        "type",
+        lambda: small_trainer(scheduler="cosine"),
+        TypeError,
+        r"scheduler must be a torch.optim.lr_scheduler",
+        untyped=True,
+    ),
+    Row("scheduler-needs-a-metric", "type", plateau, TypeError, "ReduceLROnPlateau needs a metric"),
+    Row(
+        "optimizer-of-another-model",
+        "value",
+        lambda: on(model16(), torch.optim.SGD(model16().parameters(), lr=0.1)),
+        ValueError,
+        "optimizer holds none of the model's parameters",
+    ),
+    Row(
+        "log_path-in-a-missing-folder",
+        "out",
+        lambda tmp_path: small_trainer(log_path=Path(tmp_path) / "missing" / "metrics.jsonl"),
+        ValueError,
+        "log_path",
+    ),
+    Row(
+        "step-x-an-array",
+        "type",
+        lambda: small_trainer().step(batch4()[0].numpy(), batch4()[1]),
+        TypeError,
+        "parameter 'x'" if TYPECHECKED else r"x must be a torch\.Tensor of inputs",
+    ),
+    Row(
+        "step-x-an-array-untyped",
+        "type",
+        lambda: small_trainer().step(batch4()[0].numpy(), batch4()[1]),
+        TypeError,
+        r"x must be a torch\.Tensor of inputs",
+        untyped=True,
+    ),
+    Row(
+        "unknown-validate",
+        "value",
+        lambda: small_trainer(validate="some"),
+        ValueError,
+        "validate must be one of 'every', 'first'; got 'some'",
+    ),
+    Row(
+        "unknown-compile",
+        "value",
+        lambda: small_trainer(compile="fast"),
+        ValueError,
+        "compile must be one of 'default', 'reduce-overhead'",
+    ),
+    Row(
+        "model-output-not-logits", "data", not_logits, ValueError, r"logits of shape \[b, classes\]"
+    ),
+]
+
+
+@table(BAD_INPUT)
+def test_bad_input(row: Row, tmp_path) -> None:
+    refuse(row, tmp_path)

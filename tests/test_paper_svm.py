@@ -8,13 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bad_input import TYPECHECKED, Row, refuse, table
 from multirobust.paper import svm
 from multirobust.paper.svm import solver
+from typechecking import untyped
 
 DT = torch.float64
 ROOT = Path(__file__).resolve().parents[1]
@@ -408,3 +411,148 @@ def test_paper_size_max_flips_almost_every_weight_every_epoch():
     assert all(r.dominant == "linf" for r in run.records)
     assert all(r.converged for r in run.records[1:])
     assert all(r.flips >= 0.9 * d for r in run.records[2:])
+
+
+# ----------------------------------------------------------------------------- bad input, as rows
+
+
+def data(n: int = 20, d: int = 3):
+    return svm.make_data(n=n, d=d)
+
+
+def zero_one():
+    x, y = data()
+    return x, (y > 0).to(x.dtype)
+
+
+def with_nan():
+    x, y = data()
+    x[3, 1] = math.nan
+    return x, y
+
+
+B = svm.budgets_for("all-2mu", 0.5)
+W = torch.ones(4, dtype=DT)
+GAMMA1 = torch.ones(1, dtype=DT)
+PM1 = r"^y must hold labels in \{-1, \+1\}.*y \* 2 - 1"
+NAN = r"^x contains NaN or infinite values"
+
+BAD_INPUT = [
+    Row("train-labels-0-1", "data", lambda: svm.train(*zero_one(), B, epochs=1), ValueError, PM1),
+    Row(
+        "natural_weights-labels-0-1",
+        "data",
+        lambda: svm.natural_weights(*zero_one()),
+        ValueError,
+        PM1,
+    ),
+    Row(
+        "player_losses-labels-0-1",
+        "data",
+        lambda: svm.player_losses(W, *zero_one(), B),
+        ValueError,
+        PM1,
+    ),
+    Row("natural_weights-nan", "data", lambda: svm.natural_weights(*with_nan()), ValueError, NAN),
+    Row("train-nan", "data", lambda: svm.train(*with_nan(), B, epochs=1), ValueError, NAN),
+    Row(
+        "train-x-3d",
+        "type" if TYPECHECKED else "data",
+        lambda: svm.train(data()[0][None], data()[1], B, epochs=1),
+        TypeError if TYPECHECKED else ValueError,
+        "parameter 'x'" if TYPECHECKED else r"^x must be \[n, d \+ 1\] and y \[n\]",
+    ),
+    Row(
+        "train-x-3d-untyped",
+        "data",
+        lambda: svm.train(data()[0][None], data()[1], B, epochs=1),
+        ValueError,
+        r"^x must be \[n, d \+ 1\] and y \[n\]",
+        untyped=True,
+    ),
+    *(
+        Row(
+            f"solve_sphere-gamma-{i}",
+            "value",
+            lambda g=gamma: svm.solve_sphere(*data(), torch.zeros(2, 4, dtype=DT), g, W),
+            ValueError,
+            r"^gamma must be non-negative with one",
+            untyped=True,
+        )
+        for i, gamma in enumerate([torch.tensor([1.0, -1.0], dtype=DT), torch.ones(3, dtype=DT)])
+    ),
+    Row(
+        "train-w0-of-3",
+        "type" if TYPECHECKED else "value",
+        lambda: svm.train(*data(), B, epochs=1, w0=torch.ones(3, dtype=DT)),
+        TypeError if TYPECHECKED else ValueError,
+        "parameter 'w0'" if TYPECHECKED else r"^w0 must be \[4\] \(d \+ 1 = 4, as x\)",
+    ),
+    Row(
+        "train-w0-of-3-untyped",
+        "value",
+        lambda: svm.train(*data(), B, epochs=1, w0=torch.ones(3, dtype=DT)),
+        ValueError,
+        r"^w0 must be \[4\] \(d \+ 1 = 4, as x\)",
+        untyped=True,
+    ),
+    Row(
+        "train-w0-float32",
+        "type",
+        lambda: svm.train(*data(), B, epochs=1, w0=torch.ones(4)),
+        ValueError,
+        r"of x's dtype torch.float64, got torch.float32",
+        untyped=True,
+    ),
+    Row(
+        "train-w0-zero",
+        "value",
+        lambda: svm.train(*data(), B, epochs=1, w0=torch.zeros(4, dtype=DT)),
+        ValueError,
+        r"^w0 must be a finite, non-zero vector",
+        untyped=True,
+    ),
+    Row(
+        "player_losses-w-of-3",
+        "value",
+        lambda: svm.player_losses(W[:3], *data(), B),
+        ValueError,
+        r"^w must be \[(k, )?4\]",
+        untyped=True,
+    ),
+    Row(
+        "player_losses-attack_w-float32",
+        "value",
+        lambda: svm.player_losses(W, *data(), B, attack_w=W.float()),
+        ValueError,
+        r"^attack_w must be \[(k, )?4\]",
+        untyped=True,
+    ),
+    Row(
+        "solve_sphere-w_init-of-3",
+        "value",
+        lambda: svm.solve_sphere(*data(), torch.zeros(1, 4, dtype=DT), GAMMA1, W[:3]),
+        ValueError,
+        r"^w_init must be \[(k, )?4\]",
+        untyped=True,
+    ),
+    Row(
+        "solve_sphere-shifts-of-7",
+        "value",
+        lambda: svm.solve_sphere(*data(), torch.zeros(1, 7, dtype=DT), GAMMA1, W),
+        ValueError,
+        r"^shifts must be \[(k, )?4\]",
+        untyped=True,
+    ),
+]
+
+
+@table(BAD_INPUT)
+def test_bad_input_rows(row: Row, tmp_path) -> None:
+    refuse(row, tmp_path)
+
+
+def test_make_data_takes_a_numpy_probability() -> None:
+    with untyped():  # the annotation says float; at run time a NumPy number is taken
+        x4, _ = svm.make_data(n=4, d=3, p=np.float32(0.9))
+    assert x4.shape == (4, 4)
