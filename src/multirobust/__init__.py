@@ -24,6 +24,7 @@ from multirobust.aggregators import (
     max_,
     msd,
 )
+from multirobust.apgd import APGD, apgd
 from multirobust.attacks import PGD, PGDResult, frozen_model, pgd, run_pgd
 from multirobust.budgets import (
     Adaptive,
@@ -58,6 +59,7 @@ from multirobust.players import L1, L2, AdditivePlayer, Budget, Linf, Player, l1
 from multirobust.training import NonFiniteTraining, Trainer, piecewise_linear
 
 __all__ = [
+    "APGD",
     "L1",
     "L2",
     "PGD",
@@ -92,6 +94,7 @@ __all__ = [
     "Trainer",
     "adaptive",
     "adaptive_factors",
+    "apgd",
     "attack_each",
     "avg",
     "base_budgets",
