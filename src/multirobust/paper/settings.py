@@ -53,8 +53,8 @@ class Settings:
 
 
 def paper_settings(dataset: str) -> Settings:
-    """The paper's settings for ``"mnist"``, ``"cifar10"`` or ``"cifar100"`` (docs/recipes/index.md;
-    where the paper is silent, our choices: docs/concepts.md).
+    """The paper's settings for ``"mnist"``, ``"cifar10"`` or ``"cifar100"`` (App. C; where the
+    paper is silent, the library's choices, as the Recipes page lists them).
 
     MNIST trains with 2 runs per player (one from zero, one random restart), CIFAR with none, as the
     MSD code. The l_1 player's k range is ``[5, 20]`` on every dataset (the MSD code's CIFAR-10
