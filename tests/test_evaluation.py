@@ -582,3 +582,18 @@ def test_each_warning_is_said_once(digits_model, capsys) -> None:
     assert len(notes) == 1 and len(str(notes[0].message)) < 160
     printed = capsys.readouterr().out
     assert "sparse l1 PGD" not in printed and "report.warnings" in printed
+
+
+def test_a_half_written_report_names_its_file(tmp_path) -> None:
+    """Before: a bare JSONDecodeError without the file's name; the same for History's JSONL."""
+    x, y = torch.rand(4, 1, 2, 2), torch.tensor([0, 1, 2, 0])
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    report = quiet(evaluate, model, (x, y), [mr.linf(eps=0.1, steps=1)], restarts=0, checks=False)
+    path = tmp_path / "report.json"
+    path.write_text(report.to_json()[:-40])
+    with pytest.raises(ValueError, match=rf"{path} is not complete JSON .*delete it"):
+        mr.Report.load(path)
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"loss": 1.0}\n{"loss": 2.')
+    with pytest.raises(ValueError, match=rf"{log}: line 2 is not a JSON record"):
+        mr.History.from_jsonl(log)

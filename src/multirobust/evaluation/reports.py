@@ -13,6 +13,7 @@ Examples:
 
 import dataclasses
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,17 @@ def _dump(obj: dict[str, Any], arrays: dict[str, Any]) -> str:
 
 
 def _load(source: str | Path) -> dict[str, Any]:
-    text = source
+    """A JSON text, or the file it is in; a text cut short names the file and the fix."""
+    text, where = source, "the JSON text"
     if isinstance(source, Path) or not source.lstrip().startswith("{"):
-        text = Path(source).read_text()
-    return json.loads(text)
+        text, where = Path(source).read_text(), f"{os.fspath(source)}"
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"{where} is not complete JSON ({e.msg} at line {e.lineno}): the file was cut short "
+            "or edited; write it again with to_json(), or delete it"
+        ) from None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -221,7 +229,7 @@ class Report:
     @classmethod
     def load(cls, path: str | Path) -> "Report":
         """Read a report written by ``save``."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        return cls.from_dict(_load(Path(path)))
 
 
 def union_accuracy(correct: Mapping[str, Tensor] | Sequence[Tensor]) -> float:
