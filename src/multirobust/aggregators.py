@@ -183,7 +183,8 @@ def attack_each(
 
 @dataclasses.dataclass(frozen=True)
 class _Builtin:
-    """What MAX, AVG and MSD share: checked players, an objective, budget checks, the loss."""
+    """What MAX, AVG and MSD share: checked players, an objective, budget checks, the loss.
+    Each defines ``_perturb(model, x, y, reference, eps, alpha, generator, compiled)``."""
 
     players: tuple[Player, ...]
     objective: Objective = cross_entropy
@@ -245,7 +246,7 @@ class _Builtin:
         eps, alpha = eps.to(x.device), alpha.to(x.device)
         with frozen_model(model), torch.no_grad():
             reference = self.objective.reference(model, x, y)
-            return self._perturb(model, x, y, reference, eps, alpha, generator, compiled)
+            return self._perturb(model, x, y, reference, eps, alpha, generator, compiled)  # type: ignore[attr-defined]
 
     def loss(self, model: Model, batch: Perturbed, compiled: Compile = False) -> Tensor:
         """The objective's training loss on ``batch`` (mean cross-entropy by default).
@@ -279,19 +280,6 @@ class _Builtin:
             compiled=compiled,
             objective=self.objective,
         )
-
-    def _perturb(
-        self,
-        model: Model,
-        x: Tensor,
-        y: Tensor,
-        reference: Tensor,
-        eps: Tensor,
-        alpha: Tensor,
-        generator: torch.Generator | None,
-        compiled: Compile,
-    ) -> Perturbed:
-        raise NotImplementedError
 
 
 @dataclasses.dataclass(frozen=True)
