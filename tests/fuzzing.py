@@ -173,14 +173,15 @@ def image_shapes(draw: st.DrawFn, b_min: int = 1) -> tuple[int, int, int, int]:
 
 
 @st.composite
-def games(draw: st.DrawFn, n: int) -> dict:
-    """An aggregator's recipe: 1 to 3 distinct kinds of players with random settings."""
+def games(draw: st.DrawFn, n: int, high: float = 1.5) -> dict:
+    """An aggregator's recipe: 1 to 3 distinct kinds of players with random settings (budgets up
+    to ``high`` times the box's diameter)."""
     kinds = draw(st.lists(st.sampled_from(KINDS), min_size=1, max_size=3, unique=True))
     return {
         "aggregator": draw(st.sampled_from(["max", "avg", "msd"])),
         "msd_steps": draw(st.integers(1, 3)),
         "kinds": kinds,
-        "players": [draw(player_settings(k, n)) for k in kinds],
+        "players": [draw(player_settings(k, n, high)) for k in kinds],
     }
 
 

@@ -316,7 +316,8 @@ def test_a_lazy_model_resumes():
 @st.composite
 def trainer_cases(draw: st.DrawFn) -> dict:
     shape = draw(fz.image_shapes(b_min=2))
-    game = draw(fz.games(math.prod(shape[1:])))
+    # Budgets below the box's diameter: the Trainer refuses the others at the first step.
+    game = draw(fz.games(math.prod(shape[1:]), high=0.9))
     policy = draw(st.sampled_from(["bare", "fixed", "adaptive"]))
     lo, hi = draw(st.floats(0.1, 1.0)), draw(st.floats(1.0, 10.0))
     dtype = draw(st.sampled_from(fz.DTYPES))
