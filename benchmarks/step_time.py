@@ -7,6 +7,7 @@ and data, and every row prints its ratio to it. FLOPs of one library step are co
 
     python benchmarks/step_time.py                                  # digits CNN on CPU
     python benchmarks/step_time.py --variants fp32,compile          # ... and compiled
+    python benchmarks/step_time.py --threads 1 --clock cpu          # on a busy machine
     python benchmarks/step_time.py --model preact --batch 128 --device cuda \
         --variants fp32,amp,amp+compile,amp+cudagraphs --peak-tflops 800
 
@@ -143,9 +144,19 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--no-baseline", action="store_true", help="skip the baseline rows")
     p.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak")
     p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall time, or the process's CPU time: with --threads 1 it barely moves when other "
+        "processes share the cores (with more threads it counts their spin-waits too)",
+    )
     args = p.parse_args()
     lists = {"methods": METHODS, "adaptive": ADAPTIVE, "variants": tuple(VARIANTS)}
     check_flags(p, args, ("batch", "repeats", "probe_steps"), lists, ("json",))
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
     return args
 
 
@@ -154,21 +165,25 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn, repeats: int, device: torch.device) -> float:
+def timed(fn, repeats: int, device: torch.device, clock=time.perf_counter) -> float:
+    """The median over ``repeats`` calls of ``fn`` (after one warm-up) by ``clock``."""
     fn()  # warm-up
     times = []
     for _ in range(repeats):
         sync(device)
-        start = time.perf_counter()
+        start = clock()
         fn()
         sync(device)
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 
 def main() -> None:
     args = parse_args()
     device = torch.device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.manual_seed(0)
     shape, players, msd_steps, make_model = workload(args.model)
     x = torch.rand(args.batch, *shape, device=device)
@@ -177,7 +192,7 @@ def main() -> None:
     torch._dynamo.config.recompile_limit = 64  # many models and players in one process
     print(
         f"model {args.model}, batch {args.batch}, device {device} ({machine(device)}), "
-        f"torch {torch.__version__}",
+        f"torch {torch.__version__}, {args.clock} clock",
         flush=True,
     )
     rows = []
@@ -187,7 +202,7 @@ def main() -> None:
             model = make_model().to(device)
             opt = torch.optim.SGD(model.parameters(), lr=0.01)
             step = functools.partial(baseline_step, model, opt, method, players, x, y, msd_steps)
-            base = timed(step, args.repeats, device)
+            base = timed(step, args.repeats, device, clock)
             print(f"baseline {method.upper()}: {1e3 * base:.1f} ms per step", flush=True)
         for ab in args.adaptive.split(","):
             name, game = lagged_game(players, method, ab, msd_steps, args.probe_steps)
@@ -209,7 +224,7 @@ def main() -> None:
                 start = time.perf_counter()
                 trainer.step(x, y)  # the first step compiles
                 first = time.perf_counter() - start
-                t = timed(functools.partial(trainer.step, x, y), args.repeats, device)
+                t = timed(functools.partial(trainer.step, x, y), args.repeats, device, clock)
                 row = {"method": name, "variant": variant, "ms_per_step": round(1e3 * t, 1)}
                 if base is not None:
                     row["baseline_ms"] = round(1e3 * base, 1)

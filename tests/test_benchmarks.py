@@ -28,7 +28,11 @@ def run(script: str, *args: str, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_step_time_prints_and_writes_every_row(tmp_path, monkeypatch, capsys) -> None:
     out = tmp_path / "bench" / "rows.json"  # a folder made before the timing
     args = ("--methods", "avg,msd", "--batch", "8", "--repeats", "1", "--probe-steps", "1")
-    run("step_time.py", *args, "--json", str(out), monkeypatch=monkeypatch)
+    threads = torch.get_num_threads()
+    try:
+        run("step_time.py", *args, "--clock", "cpu", "--json", str(out), monkeypatch=monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
     rows = json.loads(out.read_text())["rows"]
     assert [r["method"] for r in rows] == [
         "AVG",
@@ -40,7 +44,8 @@ def test_step_time_prints_and_writes_every_row(tmp_path, monkeypatch, capsys) ->
     printed = capsys.readouterr().out
     assert "| method | variant | ms_per_step |" in printed
     capability = torch.backends.cpu.get_cpu_capability()
-    assert f"{capability}, bf16 " in printed.splitlines()[0]  # the header names the CPU's kind
+    header = printed.splitlines()[0]
+    assert f"{capability}, bf16 " in header and header.endswith("cpu clock")  # the CPU's kind
 
 
 MACHINE = """
@@ -68,6 +73,8 @@ def test_machine_line_says_when_bf16_is_emulated() -> None:
     ("script", "flags", "message"),
     [
         ("step_time.py", ("--repeats", "0"), "--repeats must be >= 1, got 0"),
+        ("step_time.py", ("--threads", "0"), "--threads must be >= 1, got 0"),
+        ("step_time.py", ("--clock", "cycles"), "argument --clock: invalid choice"),
         ("step_time.py", ("--adaptive", "none,foo"), "--adaptive: unknown 'foo'; choose from"),
         ("profile_step.py", ("--variants", "fp32,fats"), "--variants: unknown 'fats'"),
         ("profile_step.py", ("--out", "."), "--out . is a folder"),
