@@ -59,8 +59,7 @@ class CrossEntropy:
 
     Examples:
         >>> ce = CrossEntropy()
-        >>> y = torch.tensor([0, 1])
-        >>> ce.attack_loss(torch.tensor([[2.0, 0.0], [2.0, 0.0]]), ce.reference(None, None, y))
+        >>> ce.attack_loss(torch.tensor([[2.0, 0.0], [2.0, 0.0]]), torch.tensor([0, 1]))
         tensor([0.1269, 2.1269])
     """
 
