@@ -19,7 +19,7 @@ from multirobust.apgd import steps as S
 from multirobust.attacks import KEEP, PGDResult, check_batch, frozen_model, make_generator
 from multirobust.objectives import Objective
 from multirobust.objectives import start as jittered
-from multirobust.players import Budget, Player, check_players, flat
+from multirobust.players import Budget, Player, check_players
 
 STARTS = ("zero", "random")
 """Where APGD's first run starts: the player's ``zero`` or its random ``init``."""
