@@ -12,7 +12,6 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import multirobust as mr
-from multirobust.data import digits
 from multirobust.evaluation import (
     SUITES,
     Curve,
@@ -28,7 +27,7 @@ from multirobust.evaluation import (
     table,
     union_accuracy,
 )
-from multirobust.models import DigitsCNN
+from test_evaluation_masking import train_digits
 
 # Budgets for 8x8 digits in [0, 1] where the clean-trained CNN below keeps 15-55 % robust.
 LINF, L2, L1 = 0.1, 0.5, 2.0
@@ -38,23 +37,7 @@ LINF, L2, L1 = 0.1, 0.5, 2.0
 def digits_model() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """A clean-trained DigitsCNN (5 epochs of Adam, seeded; ~96 % test accuracy) and 200 test
     digits."""
-    torch.manual_seed(0)
-    train, test = digits(seed=0)
-    x, y = train.tensors
-    model = DigitsCNN(width=16)
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(5):
-        perm = torch.randperm(len(y), generator=g)
-        for i in range(0, len(y), 64):
-            idx = perm[i : i + 64]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval().requires_grad_(False)
-    xt, yt = test.tensors
-    return model, xt[:200], yt[:200]
+    return train_digits(200)
 
 
 def quiet(fn, *args, **kwargs):

@@ -44,7 +44,7 @@ def check_dataset(data: Dataset, name: str = "data") -> None:
 def epoch_batches(data: Dataset, batch_size: int, seed: int, epoch: int) -> DataLoader:
     """One epoch of shuffled batches of a dataset; the order depends only on ``seed`` and
     ``epoch``, so a resumed run sees the batches an uninterrupted one would."""
-    g = torch.Generator().manual_seed(seed % 2**63 * 1_000_003 % 2**63 + epoch)
+    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**63)
     return DataLoader(data, batch_size=batch_size, shuffle=True, generator=g)
 
 

@@ -2,8 +2,9 @@
 
 A budget policy declares what it needs as a ``Measure`` (when: before the batch's attack or after
 it; the gradients' norm; probe attacks' length); the Trainer calls ``measure_players`` when asked
-and hands the ``Measurements`` to the policy's ``update``. Measurements use cross-entropy, as the
-paper's Alg. 2 does, whatever the aggregator's objective.
+and hands the ``Measurements`` to the policy's ``update``. Gradients and the attacks run here use
+cross-entropy, as the paper's Alg. 2 does, whatever the aggregator's objective; only a loss-only
+measurement that reuses the aggregator's own batches reports its attack loss.
 """
 
 from typing import NamedTuple

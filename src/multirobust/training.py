@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.profiler import record_function
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from multirobust import _checks, _fit, _state
 from multirobust._compile import COMPILE_MODES
@@ -350,7 +350,7 @@ class Trainer:
                 ``(x, y)`` pairs, before the first update.
         """
         _checks.integer_at_least("epochs", epochs, 1)
-        dataset = _fit.is_dataset(loader) and not isinstance(loader, DataLoader)
+        dataset = _fit.is_dataset(loader)
         if dataset:
             _checks.integer_at_least("batch_size", batch_size, 1)
             _fit.check_dataset(loader, "loader")  # type: ignore[arg-type]
